@@ -1,0 +1,72 @@
+"""Bulk writes of request logs and feedback outcomes (the router's only database writes).
+
+Inserts are idempotent: a request row is keyed by its request id (``ON CONFLICT DO
+NOTHING``) and an outcome by its ``outcome_id``, so a batch retried after an
+acknowledgement was lost is never counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Engine
+
+from abplatform.models import Outcome, RequestLog
+
+REQUEST_FIELDS = (
+    "request_id",
+    "experiment_id",
+    "phase_id",
+    "unit_id",
+    "assigned_variant_id",
+    "served_variant_id",
+    "model_version",
+    "latency_ms",
+    "status",
+    "error",
+    "created_at",
+)
+OUTCOME_FIELDS = (
+    "outcome_id",
+    "experiment_id",
+    "request_id",
+    "unit_id",
+    "metric",
+    "value",
+    "created_at",
+)
+
+
+def write_batch(
+    engine: Engine, requests: Sequence[dict[str, Any]], outcomes: Sequence[dict[str, Any]]
+) -> None:
+    """Insert request rows, then outcome rows, in one transaction.
+
+    Args:
+        requests: dicts with the keys of :data:`REQUEST_FIELDS` (``latency_ms`` in ms,
+            ``created_at`` a UTC ``datetime``).
+        outcomes: dicts with the keys of :data:`OUTCOME_FIELDS`.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database refused or is unreachable; nothing
+            of the batch is written, so the caller may retry it.
+    """
+    with engine.begin() as conn:
+        if requests:
+            conn.execute(
+                insert(RequestLog).on_conflict_do_nothing(index_elements=["request_id"]),
+                list(requests),
+            )
+        if outcomes:
+            conn.execute(
+                insert(Outcome).on_conflict_do_nothing(index_elements=["outcome_key"]),
+                [
+                    {
+                        "outcome_key": o["outcome_id"],
+                        **{k: o[k] for k in OUTCOME_FIELDS if k != "outcome_id"},
+                    }
+                    for o in outcomes
+                ],
+            )

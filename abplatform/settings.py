@@ -1,0 +1,60 @@
+"""Runtime configuration, read from environment variables (prefix ``ABPLATFORM_``).
+
+Every setting has a production-safe default; the local stack (``abplatform up``) only
+adds environment variables, it never changes code paths.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of the platform. See README "Configuration reference".
+
+    Durations carry their unit in the name (``_s`` seconds, ``_ms`` milliseconds).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ABPLATFORM_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".abplatform"),
+        description="State folder: embedded PostgreSQL data, tiny pipelines, certificates, logs.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy/libpq URL of a PostgreSQL server; unset = embedded PostgreSQL.",
+    )
+    backend_apps: str = Field(
+        default="abplatform/model-v1,abplatform/model-v2",
+        description="Comma-separated fal app ids that variants may route to.",
+    )
+    config_ttl_s: float = Field(
+        default=2.0, gt=0, description="How long the router caches an experiment's config."
+    )
+    backend_timeout_s: float = Field(
+        default=60.0, gt=0, description="Client timeout for one backend call."
+    )
+    poll_interval_s: float = Field(
+        default=0.02, gt=0, description="fal queue status polling interval of the router."
+    )
+    log_batch_size: int = Field(default=500, gt=0, description="Rows per logging batch.")
+    log_flush_interval_ms: float = Field(
+        default=200.0, gt=0, description="Longest time a logged row waits before a flush."
+    )
+
+    @property
+    def known_backend_apps(self) -> tuple[str, ...]:
+        """The configured backend app ids, in order."""
+        return tuple(a.strip() for a in self.backend_apps.split(",") if a.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()
