@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 
 from abplatform import database
 
-
 TEMPLATE = "abplatform_template"
 _counter = itertools.count()
 

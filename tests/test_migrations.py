@@ -41,7 +41,7 @@ def test_timestamps_are_timestamptz(db_url: str) -> None:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND data_type LIKE 'timestamp%'"
+            "WHERE table_schema = 'public' AND data_type LIKE 'timestamp%%'"
         ).all()
     engine.dispose()
     assert rows, "expected timestamp columns"

@@ -131,7 +131,7 @@ def test_duplicate_name_is_a_conflict_and_changes_nothing(session: Session) -> N
 
 def test_unknown_experiment_lists_the_known_ones(session: Session) -> None:
     service.create_experiment(session, spec("known-one"), actor="t")
-    with pytest.raises(service.NotFoundError, match="unknown experiment 'nope'.*known-one"):
+    with pytest.raises(service.NotFoundError, match=r"unknown experiment 'nope'.*known-one"):
         service.get_experiment(session, "nope")
 
 
