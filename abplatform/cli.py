@@ -1,0 +1,325 @@
+"""The ``abplatform`` command line (Typer).
+
+Commands: ``up``, ``demo``, ``dashboard``, ``experiment create|list|show|start|set-weights|
+promote|stop|audit``, ``report``, ``import``, ``db upgrade|downgrade``. Every command that
+needs the database applies pending migrations first. Errors print what was wrong and
+what is allowed, and exit non-zero without changing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from abplatform import service
+from abplatform.database import Database, DatabaseUnavailableError
+
+app = typer.Typer(
+    name="abplatform",
+    help="A/B testing for model serving on fal: route, log, analyse, promote.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+experiment_app = typer.Typer(help="Create and manage experiments.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+ACTOR = typer.Option("--actor", help="Name recorded in the audit log.")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def open_database(*, migrate: bool = True) -> Iterator[Database]:
+    """Connect (embedded PostgreSQL unless DATABASE_URL is set) and migrate."""
+    from abplatform import database
+
+    try:
+        db = database.connect(migrate=migrate)
+    except DatabaseUnavailableError as exc:
+        fail(str(exc), code=3)
+    except ValueError as exc:
+        fail(str(exc), code=3)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def run_service(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a service function in a fresh session, turning service errors into exit 2."""
+    with open_database() as db, db.sessions() as session:
+        try:
+            return fn(session, *args, **kwargs)
+        except service.ServiceError as exc:
+            session.rollback()
+            fail(str(exc))
+            raise  # unreachable
+
+
+def _parse_weights(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"weights must be comma-separated numbers in percent (e.g. 50,50), got {text!r}")
+        raise
+
+
+def _parse_variant(text: str) -> service.VariantSpec:
+    parts = text.split(":")
+    if len(parts) == 4 and parts[3] == "control":
+        key, model_version, app_id = parts[:3]
+        control = True
+    elif len(parts) == 3:
+        key, model_version, app_id = parts
+        control = False
+    else:
+        fail(
+            f"--variant must be KEY:MODEL_VERSION:BACKEND_APP_ID[:control], got {text!r} "
+            "(e.g. control:v1:abplatform/model-v1:control)"
+        )
+        raise AssertionError
+    try:
+        return service.VariantSpec(
+            key=key, model_version=model_version, backend_app_id=app_id, is_control=control
+        )
+    except ValueError as exc:
+        fail(f"invalid variant {text!r}: {_first_error(exc)}")
+        raise
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        e = errors()[0]
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        return f"{loc}: {e.get('msg')}" if loc else str(e.get("msg"))
+    return str(exc)
+
+
+def print_experiment(view: service.ExperimentView) -> None:
+    """Render one experiment as rich tables."""
+    console.print(
+        f"[bold]{view.name}[/]  status=[cyan]{view.status}[/]  version={view.version}  "
+        f"phase={view.current_phase.number}  coverage={view.coverage:g}%  "
+        f"seed={view.current_phase.hash_seed}  hash v{view.hash_version}"
+        + (f"  winner=[green]{view.winner}[/]" if view.winner else "")
+    )
+    if view.description:
+        console.print(view.description)
+    table = Table("variant", "model_version", "backend app", "control", "weight %")
+    for v in view.variants:
+        table.add_row(
+            v.key, v.model_version, v.backend_app_id, "yes" if v.is_control else "", f"{v.weight:g}"
+        )
+    console.print(table)
+    phases = Table("phase", "weights %", "seed", "started (UTC)", "ended (UTC)", "reason")
+    for p in view.phases:
+        phases.add_row(
+            str(p.number),
+            "/".join(f"{w:g}" for w in p.weights),
+            p.hash_seed,
+            f"{p.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{p.ended_at:%Y-%m-%d %H:%M:%S}" if p.ended_at else "",
+            p.reason,
+        )
+    console.print(phases)
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+@experiment_app.command("create")
+def experiment_create(
+    name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, . _ -")],
+    variant: Annotated[
+        list[str],
+        typer.Option(
+            "--variant",
+            "-v",
+            help="KEY:MODEL_VERSION:BACKEND_APP_ID[:control]; repeat once per variant.",
+        ),
+    ],
+    weights: Annotated[
+        str | None, typer.Option(help="Percent per variant, comma-separated (default: equal).")
+    ] = None,
+    coverage: Annotated[float, typer.Option(help="Percent of units enrolled.")] = 100.0,
+    description: Annotated[str, typer.Option()] = "",
+    primary_metric: Annotated[str, typer.Option(help="Decision metric.")] = "error_rate",
+    guardrail: Annotated[
+        list[str] | None, typer.Option(help="Guardrail metric; repeatable.")
+    ] = None,
+    seed: Annotated[str | None, typer.Option(help="Hash seed (default: random).")] = None,
+    fallback: Annotated[
+        bool, typer.Option(help="Fall back to control on backend failure.")
+    ] = False,
+    start: Annotated[bool, typer.Option(help="Start it right away.")] = False,
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Create an experiment (draft, or running with --start)."""
+    try:
+        spec = service.ExperimentSpec(
+            name=name,
+            description=description,
+            variants=[_parse_variant(v) for v in variant],
+            weights=_parse_weights(weights) if weights else None,
+            coverage=coverage,
+            primary_metric=primary_metric,
+            guardrails=guardrail if guardrail is not None else list(service.DEFAULT_GUARDRAILS),
+            hash_seed=seed,
+            fallback_to_control=fallback,
+        )
+    except ValueError as exc:
+        fail(f"invalid experiment: {_first_error(exc)}")
+        raise
+    view = run_service(service.create_experiment, spec, actor=actor)
+    if start:
+        view = run_service(service.start_experiment, name, actor=actor)
+    print_experiment(view)
+
+
+@experiment_app.command("list")
+def experiment_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List experiments, newest first."""
+    views = run_service(service.list_experiments)
+    if as_json:
+        print(json.dumps([service.as_dict(v) for v in views], default=str, indent=2))
+        return
+    table = Table("name", "status", "phase", "weights %", "winner", "updated (UTC)")
+    for v in views:
+        table.add_row(
+            v.name,
+            v.status,
+            str(v.current_phase.number),
+            "/".join(f"{x.key}={x.weight:g}" for x in v.variants),
+            v.winner or "",
+            f"{v.updated_at:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+@experiment_app.command("show")
+def experiment_show(
+    name: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """Show an experiment's variants and phases."""
+    view = run_service(service.get_experiment, name)
+    if as_json:
+        print(json.dumps(service.as_dict(view), default=str, indent=2))
+    else:
+        print_experiment(view)
+
+
+@experiment_app.command("start")
+def experiment_start(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
+    """Start a draft experiment: the router begins serving it."""
+    print_experiment(run_service(service.start_experiment, name, actor=actor))
+
+
+@experiment_app.command("set-weights")
+def experiment_set_weights(
+    name: str,
+    weights: Annotated[str, typer.Argument(help="Percent per variant, e.g. 20,80.")],
+    rerandomize: Annotated[
+        bool, typer.Option(help="New hash seed instead of sticky minimal movement.")
+    ] = False,
+    coverage: Annotated[float | None, typer.Option(help="New coverage, percent.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Change split weights: starts a new phase (sticky by default)."""
+    mode = "rerandomize" if rerandomize else "sticky"
+    w = _parse_weights(weights)
+    preview = run_service(service.preview_weight_change, name, w, mode)
+    console.print(
+        f"{mode}: {'/'.join(f'{x:g}' for x in preview.old_weights)} → "
+        f"{'/'.join(f'{x:g}' for x in preview.new_weights)}; "
+        f"{preview.moved_fraction:.1%} of units would change variant"
+    )
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Apply?", abort=True)
+    print_experiment(
+        run_service(service.set_weights, name, w, actor=actor, mode=mode, coverage=coverage)
+    )
+
+
+@experiment_app.command("promote")
+def experiment_promote(
+    name: str,
+    variant: Annotated[str, typer.Argument(help="Winning variant key.")],
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Promote a winner: 100% of traffic, experiment concluded."""
+    print_experiment(run_service(service.promote, name, variant, actor=actor))
+
+
+@experiment_app.command("stop")
+def experiment_stop(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
+    """Stop an experiment: the router refuses its requests (promote control to roll back)."""
+    print_experiment(run_service(service.stop_experiment, name, actor=actor))
+
+
+@experiment_app.command("audit")
+def experiment_audit(name: str) -> None:
+    """Show an experiment's audit log."""
+    entries = run_service(service.audit_log, name)
+    table = Table("at (UTC)", "actor", "action", "before", "after")
+    for e in entries:
+        table.add_row(
+            f"{e['at']:%Y-%m-%d %H:%M:%S}",
+            e["actor"],
+            e["action"],
+            json.dumps(e["before"], default=str)[:60] if e["before"] else "",
+            json.dumps(e["after"], default=str)[:60] if e["after"] else "",
+        )
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from abplatform import database
+
+    with open_database(migrate=False) as db:
+        database.upgrade(db.url, revision)
+    console.print(f"database at revision {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. base or -1.")]) -> None:
+    """Revert migrations down to REVISION."""
+    from abplatform import database
+
+    with open_database(migrate=False) as db:
+        database.downgrade(db.url, revision)
+    console.print(f"database at revision {revision}")
+
+
+def main() -> None:
+    """Entry point for ``python -m abplatform``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
