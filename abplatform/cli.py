@@ -293,6 +293,42 @@ def experiment_audit(name: str) -> None:
     console.print(table)
 
 
+# ----------------------------------------------------------------------------- report
+
+
+@app.command("report")
+def report_cmd(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    phase: Annotated[int | None, typer.Option(help="Phase number (default: current).")] = None,
+    fixed_horizon: Annotated[
+        bool, typer.Option(help="Welch t-test instead of the always-valid sequential test.")
+    ] = False,
+    alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
+    correction: Annotated[str, typer.Option(help="holm, bh or none.")] = "holm",
+    include_multi_exposure: Annotated[
+        bool, typer.Option(help="Keep units assigned to more than one variant.")
+    ] = False,
+) -> None:
+    """Print the stats report of an experiment."""
+    from abplatform.report import build_report
+    from abplatform.report_render import render
+
+    report = run_service(
+        build_report,
+        name,
+        phase=phase,
+        method="fixed" if fixed_horizon else "sequential",
+        alpha=alpha,
+        correction=correction,  # type: ignore[arg-type]
+        include_multi_exposure=include_multi_exposure,
+    )
+    if as_json:
+        print(report.to_json())
+    else:
+        render(report, console)
+
+
 # ----------------------------------------------------------------------------- db
 
 

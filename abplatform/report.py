@@ -319,7 +319,7 @@ def build_report(
 
     stats: dict[str, dict[int, Statistic]] = {m: {} for m in BUILTIN_METRICS}
     for v in variants:
-        u = unit_by_variant.get(v.id) or q.UnitAggregates(v.id, 0, *([0.0] * 11))
+        u = unit_by_variant.get(v.id) or q.UnitAggregates(v.id, 0, *([0.0] * 10))
         stats["error_rate"][v.id] = _ratio(
             u.units, u.errs, u.errs_ss, u.reqs, u.reqs_ss, u.errs_reqs
         )
