@@ -463,6 +463,23 @@ def find_request(session: Session, request_id: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
+def request_counts(session: Session, name: str) -> dict[tuple[int, str, str], int]:
+    """Logged requests of an experiment by (phase number, served variant key, status).
+
+    A failed request has no served variant: its key is ``"-"``.
+    """
+    exp = _load(session, name)
+    rows = session.execute(
+        sa.select(Phase.number, Variant.key, RequestLog.status, sa.func.count())
+        .select_from(RequestLog)
+        .join(Phase, Phase.id == RequestLog.phase_id)
+        .outerjoin(Variant, Variant.id == RequestLog.served_variant_id)
+        .where(RequestLog.experiment_id == exp.id)
+        .group_by(Phase.number, Variant.key, RequestLog.status)
+    ).all()
+    return {(number, key or "-", status): count for number, key, status, count in rows}
+
+
 # --------------------------------------------------------------------------- writes
 
 
@@ -758,6 +775,7 @@ __all__ = [
     "list_experiments",
     "preview_weight_change",
     "promote",
+    "request_counts",
     "routing_config",
     "set_weights",
     "start_experiment",

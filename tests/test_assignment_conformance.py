@@ -51,8 +51,13 @@ def test_vectors_file_is_growthbook_spec_0_8_0() -> None:
 
 @pytest.mark.parametrize(
     ("section", "count"),
-    [("hash", 15), ("getBucketRange", 13), ("chooseVariation", 13), ("getEqualWeights", 6)]
-    + [("inNamespace", 16)],
+    [
+        ("hash", 15),
+        ("getBucketRange", 13),
+        ("chooseVariation", 13),
+        ("getEqualWeights", 6),
+        ("inNamespace", 16),
+    ],
 )
 def test_every_vector_of_the_section_is_collected(section: str, count: int) -> None:
     """Guards against a truncated or edited copy silently running fewer vectors."""
