@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -291,6 +292,89 @@ def experiment_audit(name: str) -> None:
             json.dumps(e["after"], default=str)[:60] if e["after"] else "",
         )
     console.print(table)
+
+
+# ----------------------------------------------------------------------------- stack
+
+
+def _home() -> Path:
+    from abplatform.settings import get_settings
+
+    return get_settings().home
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command("up")
+def up(
+    router_port: Annotated[int, typer.Option(help="Router port on 127.0.0.1.")] = 8080,
+    dashboard: Annotated[bool, typer.Option(help="Also serve the dashboard.")] = True,
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501,
+) -> None:
+    """Serve everything locally: PostgreSQL, backends, fal queue stand-in, router
+    (and dashboard). Ctrl-C stops it all."""
+    import signal
+    import time
+
+    from abplatform.local_stack import LocalStack
+
+    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly on SIGTERM too
+    with console.status("starting PostgreSQL, backends, fal queue stand-in and router…"):
+        stack = LocalStack(
+            _home(), router_port=router_port, dashboard=dashboard, dashboard_port=dashboard_port
+        ).__enter__()
+    try:
+        assert stack.fal is not None
+        console.print(
+            f"[bold green]up[/]  router      {stack.router_url}  (POST /, POST /feedback)"
+        )
+        if stack.dashboard_url:
+            console.print(f"    dashboard   {stack.dashboard_url}")
+        console.print(
+            f"    fal gateway {stack.fal.queue_url}  (app ids: "
+            + ", ".join([*stack.fal.backend_urls, "abplatform/ab-router"])
+            + ")"
+        )
+        console.print("    environment for fal_client clients:")
+        for k, v in stack.fal.client_env().items():
+            if k.startswith(("FAL_", "SSL_")):
+                console.print(f"      export {k}={v}", highlight=False)
+        console.print("Ctrl-C to stop.")
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        stack.__exit__(None, None, None)
+        console.print("stopped")
+
+
+@app.command("demo")
+def demo(
+    requests: Annotated[int, typer.Option(help="Requests during the experiment.")] = 1000,
+    after_promotion: Annotated[int, typer.Option(help="Requests after promotion.")] = 100,
+    units: Annotated[int, typer.Option(help="Distinct unit ids (users).")] = 300,
+    concurrency: Annotated[int, typer.Option(help="Concurrent client requests.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
+) -> None:
+    """The user's loop end to end: start the stack, create an experiment, send traffic,
+    report, promote the winner, verify routing and logging, shut down."""
+    from abplatform.demo import run_demo
+
+    try:
+        run_demo(
+            _home(),
+            requests=requests,
+            after_promotion=after_promotion,
+            units=units,
+            concurrency=concurrency,
+            seed=seed,
+            console=console,
+        )
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
 
 
 # ----------------------------------------------------------------------------- report

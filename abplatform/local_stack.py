@@ -36,6 +36,8 @@ class LocalStack:
         router_port / dashboard_port: fixed ports, or None for free ones.
         dashboard: also serve the Streamlit dashboard.
         config_ttl_s: the router's config refresh period (seconds).
+        extra_router_env: more environment variables for the router process.
+        database_url: use this database instead of DATABASE_URL / the embedded server.
     """
 
     def __init__(
@@ -47,12 +49,14 @@ class LocalStack:
         dashboard_port: int | None = None,
         config_ttl_s: float = 1.0,
         extra_router_env: dict[str, str] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.home = home.resolve()
         self.router_port = router_port or free_port()
         self.dashboard_port = (dashboard_port or free_port()) if dashboard else None
         self.config_ttl_s = config_ttl_s
         self.extra_router_env = extra_router_env or {}
+        self.database_url = database_url
         self._stack = ExitStack()
         self.db: database.Database | None = None
         self.fal: LocalFal | None = None
@@ -83,8 +87,8 @@ class LocalStack:
     def __enter__(self) -> LocalStack:
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            settings = Settings(home=self.home)
-            self.db = database.make_database(database.resolve_url(settings))
+            url = self.database_url or database.resolve_url(Settings(home=self.home))
+            self.db = database.make_database(url)
             self._stack.callback(self.db.dispose)
             database.check_reachable(self.db)
             database.upgrade(self.db.url)
