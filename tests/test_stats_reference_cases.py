@@ -16,6 +16,7 @@ import pytest
 
 from abplatform.stats import (
     ProportionStatistic,
+    RegressionAdjustedStatistic,
     SampleMeanStatistic,
     Statistic,
     bayesian_test,
@@ -33,6 +34,18 @@ C1_B = SampleMeanStatistic(n=3461, sum=2422.7, sum_squares=134698.29)
 C4_A = SampleMeanStatistic(n=3000, sum=1396.87, sum_squares=52377.9767)
 C10_A = SampleMeanStatistic(n=100, sum=270, sum_squares=848.79)
 C10_B = SampleMeanStatistic(n=120, sum=300, sum_squares=869)
+C16_A = RegressionAdjustedStatistic(
+    n=2000,
+    post=SampleMeanStatistic(2000, 203404.8035, 26753125.8297),
+    pre=SampleMeanStatistic(2000, 203771.1102, 31386601.5389),
+    post_pre_sum_of_products=28189643.1884,
+)
+C16_B = RegressionAdjustedStatistic(
+    n=2100,
+    post=SampleMeanStatistic(2100, 205575.9536, 26462154.5139),
+    pre=SampleMeanStatistic(2100, 213334.0108, 32666403.0546),
+    post_pre_sum_of_products=28650502.0285,
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,44 @@ CASES = [
         {"estimate": -0.074074074, "chance_to_win": 0.071834168, "risk[1]": 0.075691131},
         tol=1e-9,
     ),
+    # C16 is "computed" with gbstats 0.8.0 TwoSidedTTest + RegressionAdjustedStatistic.
+    Case(
+        "C16-cuped-relative",
+        "computed: TwoSidedTTest + RegressionAdjustedStatistic(theta=None)",
+        "welch",
+        C16_A,
+        C16_B,
+        {"difference": "relative"},
+        {
+            "estimate": -0.0353892,
+            "ci": (-0.0473577, -0.0234207),
+            "se": 0.0061047,
+            "p_value": 7.26e-9,
+        },
+    ),
+    Case(
+        "C16-cuped-absolute",
+        "computed: TwoSidedTTest + RegressionAdjustedStatistic(theta=None), absolute",
+        "welch",
+        C16_A,
+        C16_B,
+        {"difference": "absolute"},
+        {"estimate": -3.599167, "ci": (-4.836706, -2.361628), "p_value": 1.27e-8},
+    ),
+    Case(
+        "C16-without-cuped",
+        "computed: TwoSidedTTest on the post-period statistics only",
+        "welch",
+        C16_A.post,
+        C16_B.post,
+        {"difference": "relative"},
+        {
+            "estimate": -0.0374533,
+            "ci": (-0.0699606, -0.0049460),
+            "se": 0.0165807,
+            "p_value": 0.02395,
+        },
+    ),
 ]
 
 ENGINES = {"welch": welch_ttest, "sequential": sequential_test, "bayes": bayesian_test}
@@ -195,6 +246,12 @@ def test_reproduces_gbstats_reference_case(case: Case) -> None:
             assert _approx_pair(actual, expected, case.tol), f"{name}: {actual} vs {expected}"
         else:
             assert getattr(result, name) == pytest.approx(expected, abs=case.tol), name
+
+
+def test_c16_pooled_theta_matches_gbstats_compute_theta() -> None:
+    from abplatform.stats.cuped import pooled_theta
+
+    assert pooled_theta(C16_A, C16_B) == pytest.approx(0.7046049, abs=1e-7)
 
 
 def test_c12_srm_matches_gbstats_check_srm_to_1e8() -> None:
