@@ -413,6 +413,51 @@ def report_cmd(
         render(report, console)
 
 
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV file, one row per unit.", exists=True)],
+    experiment: Annotated[str, typer.Option(help="Name of the new (concluded) experiment.")],
+    unit: Annotated[str, typer.Option(help="Unit id column.")],
+    variant: Annotated[str, typer.Option(help="Variant column.")],
+    control: Annotated[str, typer.Option(help="Value of the variant column for control.")],
+    metric: Annotated[list[str], typer.Option(help="Metric column; repeatable; first = primary.")],
+    treatment: Annotated[
+        list[str] | None, typer.Option(help="Allowed treatment value; repeatable (default: all).")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Intended split in percent, control first (default: equal).")
+    ] = None,
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Import historical per-unit results so the same report runs on them."""
+    from abplatform.importer import import_csv
+
+    result = run_service(
+        import_csv,
+        file,
+        experiment=experiment,
+        unit_col=unit,
+        variant_col=variant,
+        control=control,
+        metrics=metric,
+        treatments=treatment,
+        weights=_parse_weights(weights) if weights else None,
+        actor=actor,
+    )
+    console.print(
+        f"imported {result.units_imported:,} units into [bold]{experiment}[/] "
+        f"({', '.join(f'{k}: {v:,}' for k, v in result.units_by_variant.items())}) "
+        f"from {result.rows_read:,} rows"
+    )
+    if result.bad_rows:
+        table = Table("rejected rows: reason", "rows", "examples (data row numbers)")
+        for reason, count in result.bad_rows.most_common():
+            table.add_row(reason, f"{count:,}", ", ".join(map(str, result.examples[reason])))
+        console.print(table)
+    else:
+        console.print("no rows rejected")
+
+
 # ----------------------------------------------------------------------------- db
 
 

@@ -70,3 +70,23 @@ def write_batch(
                     for o in outcomes
                 ],
             )
+
+
+def copy_rows(
+    connection: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Bulk-load ``rows`` into ``table`` with PostgreSQL ``COPY`` on a SQLAlchemy connection.
+
+    About ten times faster than INSERT for 10^5 rows (platform notes). Runs inside the
+    caller's transaction, so a failure leaves nothing behind.
+    """
+    raw = connection.connection.driver_connection  # psycopg 3 connection
+    cols = ", ".join(columns)
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def analyze(connection: Any) -> None:
+    """Refresh planner statistics of the log tables after a bulk load."""
+    connection.exec_driver_sql("ANALYZE requests, outcomes")

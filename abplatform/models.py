@@ -83,6 +83,7 @@ class Experiment(Base):
     primary_metric: Mapped[str] = mapped_column(String(100), default="error_rate")
     guardrails: Mapped[list[Any]] = mapped_column(default=list)
     fallback_to_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
     winner_variant_id: Mapped[int | None] = mapped_column(
         ForeignKey("variants.id", use_alter=True, ondelete="SET NULL")
     )
@@ -109,6 +110,7 @@ class Experiment(Base):
         ),
         CheckConstraint("coverage >= 0 AND coverage <= 1", name="coverage_fraction"),
         CheckConstraint("hash_version IN (1, 2)", name="hash_version_known"),
+        CheckConstraint("source IN ('live', 'import')", name="source_known"),
     )
 
 

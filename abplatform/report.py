@@ -346,7 +346,9 @@ def build_report(
 
     metric_names = [exp.primary_metric] if exp.primary_metric in stats else []
     metric_names += [g for g in exp.guardrails if g in stats and g not in metric_names]
-    metric_names += [m for m in (*feedback_metrics, *BUILTIN_METRICS) if m not in metric_names]
+    request_metrics = BUILTIN_METRICS if exp.source == "live" else ()  # imports: no requests
+    metric_names = [m for m in metric_names if m in feedback_metrics or m in request_metrics]
+    metric_names += [m for m in (*feedback_metrics, *request_metrics) if m not in metric_names]
     notes: list[str] = []
     if exp.primary_metric not in stats:
         notes.append(f"primary metric '{exp.primary_metric}' has no data in this phase yet")
@@ -398,7 +400,8 @@ def build_report(
         error_message=srm_raw.error_message,
     )
     summaries = tuple(
-        _summary(v, ph, unit_by_variant.get(v.id), hists[v.id], feedback) for v in variants
+        _summary(v, ph, unit_by_variant.get(v.id), hists[v.id], feedback, exp.source == "live")
+        for v in variants
     )
     if multi:
         notes.append(
@@ -445,13 +448,14 @@ def _summary(
     u: q.UnitAggregates | None,
     hist: LatencyHistogram,
     feedback: list[q.MetricAggregates],
+    live: bool = True,
 ) -> VariantSummary:
     reqs = int(u.reqs) if u else 0
     errs = int(u.errs) if u else 0
     fb = int(sum(f.cnt for f in feedback if f.variant_id == v.id))
 
     def pct(p: float) -> float | None:
-        return hist.value_at(p)[0] if hist.n else None
+        return hist.value_at(p)[0] if hist.n and live else None
 
     return VariantSummary(
         key=v.key,
@@ -461,13 +465,13 @@ def _summary(
         units=u.units if u else 0,
         requests=reqs,
         errors=errs,
-        error_rate=errs / reqs if reqs else None,
-        latency_mean_ms=(u.lat / u.ok) if u and u.ok else None,
+        error_rate=errs / reqs if reqs and live else None,
+        latency_mean_ms=(u.lat / u.ok) if u and u.ok and live else None,
         latency_p50_ms=pct(0.5),
         latency_p95_ms=pct(0.95),
         latency_p99_ms=pct(0.99),
         feedback_count=fb,
-        feedback_rate=fb / reqs if reqs else None,
+        feedback_rate=fb / reqs if reqs and live else None,
     )
 
 

@@ -181,7 +181,7 @@ def latency_buckets(
     FROM requests r
     WHERE r.experiment_id = :e AND r.phase_id = :p AND r.assigned_variant_id IS NOT NULL
       AND r.status = 'ok'
-      AND (:include_multi OR r.unit_id NOT IN (SELECT unit_id FROM multi))
+      AND (:include_multi OR NOT EXISTS (SELECT 1 FROM multi m WHERE m.unit_id = r.unit_id))
     GROUP BY 1, 2
     """
     out: dict[int, dict[int, int]] = {}

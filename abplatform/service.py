@@ -12,6 +12,7 @@ fractions in the database; coverage is percent here (0–100) and a fraction in 
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -140,6 +141,7 @@ class ExperimentView:
     primary_metric: str
     guardrails: tuple[str, ...]
     fallback_to_control: bool
+    source: str
     winner: str | None
     version: int
     created_at: datetime
@@ -251,6 +253,7 @@ def _view(exp: Experiment) -> ExperimentView:
         primary_metric=exp.primary_metric,
         guardrails=tuple(exp.guardrails),
         fallback_to_control=exp.fallback_to_control,
+        source=exp.source,
         winner=winner,
         version=exp.version,
         created_at=exp.created_at,
@@ -542,6 +545,85 @@ def create_experiment(session: Session, spec: ExperimentSpec, *, actor: str) -> 
     return _view(exp)
 
 
+def create_imported_experiment(
+    session: Session,
+    name: str,
+    variant_values: Sequence[str],
+    control_value: str,
+    *,
+    weights: Sequence[float] | None,
+    primary_metric: str,
+    actor: str,
+    description: str = "",
+) -> ExperimentView:
+    """Create a concluded experiment (``source="import"``) to hold historical per-unit data.
+
+    Variants are keyed by the values of the imported variant column; ``weights`` (percent,
+    default equal) are the intended split, used by the SRM check. The one phase starts at
+    the Unix epoch so that imported outcomes, stamped at import time, fall inside it.
+
+    Raises:
+        InvalidInputError: fewer than two variants, control not among them, bad weights.
+        ConflictError: the name exists.
+    """
+    values = list(variant_values)
+    if control_value not in values:
+        raise InvalidInputError(
+            f"control value '{control_value}' is not a value of the variant column; "
+            f"values: {', '.join(values)}"
+        )
+    if len(values) < 2:
+        raise InvalidInputError(f"an experiment needs at least 2 variants, got {len(values)}")
+    if not re.match(NAME_PATTERN, name):
+        raise InvalidInputError(
+            f"experiment name '{name}' is invalid: use lowercase letters, digits, '.', '_', '-'"
+        )
+    n = len(values)
+    fractions = validate_weights_percent(weights if weights else [100.0 / n] * n, n)
+    if session.scalar(sa.select(Experiment.id).where(Experiment.name == name)) is not None:
+        raise ConflictError(f"an experiment named '{name}' already exists; names must be unique")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    exp = Experiment(
+        name=name,
+        description=description,
+        status=ExperimentStatus.CONCLUDED.value,
+        hash_seed="import",
+        hash_version=2,
+        coverage=1.0,
+        primary_metric=primary_metric,
+        guardrails=[],
+        fallback_to_control=False,
+        source="import",
+        started_at=epoch,
+        ended_at=_now(),
+    )
+    for i, value in enumerate(values):
+        exp.variants.append(
+            Variant(
+                position=i,
+                key=value,
+                model_version=value,
+                backend_app_id="import",
+                is_control=value == control_value,
+            )
+        )
+    exp.phases.append(
+        Phase(
+            number=1,
+            weights=fractions,
+            allocation=assignment.fresh_allocation(fractions).to_json(),
+            hash_seed="import",
+            coverage=1.0,
+            reason="imported",
+            started_at=epoch,
+        )
+    )
+    session.add(exp)
+    session.flush()
+    _audit(session, exp, actor, "import", None, _snapshot(exp))
+    return _view(exp)
+
+
 def _transition(
     session: Session,
     name: str,
@@ -770,6 +852,7 @@ __all__ = [
     "VariantSpec",
     "audit_log",
     "create_experiment",
+    "create_imported_experiment",
     "find_request",
     "get_experiment",
     "list_experiments",

@@ -1,0 +1,122 @@
+"""A real public A/B test (Cookie Cats, 90,189 players), imported with the CLI and
+reported, checked against an independent scipy computation on the raw CSV rows.
+
+Data: ../shared/data/cookie_cats.csv (see ../shared/data/README.md); gate_30 is control.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cookie_cats.csv"
+
+
+def run_cli(args: list[str], db_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": db_url, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "abplatform.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def raw() -> pd.DataFrame:
+    if not CSV.exists():
+        pytest.fail(f"{CSV} is missing: CI lays ../shared beside the clone")
+    frame = pd.read_csv(CSV)
+    for col in ("retention_1", "retention_7"):
+        frame[col] = frame[col].astype(str).str.upper().eq("TRUE").astype(float)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str, template_url: str) -> dict:
+    from tests.conftest import _admin_execute, database_url
+
+    _admin_execute(pg_server_url, "CREATE DATABASE cookie_cats TEMPLATE abplatform_template")
+    url = database_url(pg_server_url, "cookie_cats")
+    imported = run_cli(
+        ["import", str(CSV), "--experiment", "cookie-cats", "--unit", "userid",
+         "--variant", "version", "--control", "gate_30",
+         "--metric", "retention_1", "--metric", "retention_7"],
+        url,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 90,189 units" in imported.stdout and "no rows rejected" in imported.stdout
+    out = run_cli(
+        ["report", "cookie-cats", "--json", "--fixed-horizon", "--correction", "none"], url
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def welch_proportions(p_a: float, n_a: int, p_b: float, n_b: int, alpha: float = 0.05) -> dict:
+    """Independent reference: Welch t on two proportions with variance p(1-p) (gbstats'
+    convention), absolute and delta-method relative, via scipy.stats.t."""
+    va, vb = p_a * (1 - p_a), p_b * (1 - p_b)
+    se = math.sqrt(va / n_a + vb / n_b)
+    dof = (va / n_a + vb / n_b) ** 2 / ((va / n_a) ** 2 / (n_a - 1) + (vb / n_b) ** 2 / (n_b - 1))
+    q = stats.t.ppf(1 - alpha / 2, dof)
+    diff = p_b - p_a
+    lift = diff / p_a
+    se_rel = math.sqrt(vb / (p_a**2 * n_b) + va * p_b**2 / (p_a**4 * n_a))
+    return {
+        "diff": diff,
+        "ci": (diff - q * se, diff + q * se),
+        "p": 2 * stats.t.sf(abs(diff / se), dof),
+        "lift": lift,
+        "lift_ci": (lift - q * se_rel, lift + q * se_rel),
+    }
+
+
+@pytest.mark.parametrize("metric", ["retention_1", "retention_7"])
+def test_report_matches_scipy_on_the_raw_rows(raw: pd.DataFrame, report: dict, metric: str) -> None:
+    a = raw.loc[raw.version == "gate_30", metric].to_numpy()
+    b = raw.loc[raw.version == "gate_40", metric].to_numpy()
+    ref = welch_proportions(a.mean(), a.size, b.mean(), b.size)
+    [comp] = next(m for m in report["metrics"] if m["metric"] == metric)["comparisons"]
+    assert comp["comparator"] == "gate_40 vs gate_30"
+    assert comp["control_value"] == pytest.approx(a.mean(), abs=1e-12)
+    assert comp["treatment_value"] == pytest.approx(b.mean(), abs=1e-12)
+    assert comp["difference"] == pytest.approx(ref["diff"], abs=1e-10)
+    assert comp["ci"] == pytest.approx(ref["ci"], abs=1e-8)
+    assert comp["p_value"] == pytest.approx(ref["p"], abs=1e-8)
+    assert comp["lift"] == pytest.approx(ref["lift"], abs=1e-10)
+    assert comp["lift_ci"] == pytest.approx(ref["lift_ci"], abs=1e-8)
+    # And scipy's own Welch test on the 0/1 rows (sample variance, n-1) agrees closely.
+    assert comp["p_value"] == pytest.approx(stats.ttest_ind(b, a, equal_var=False).pvalue, rel=1e-3)
+
+
+def test_retention_7_is_significantly_worse_at_gate_40(report: dict) -> None:
+    [comp] = next(m for m in report["metrics"] if m["metric"] == "retention_7")["comparisons"]
+    assert comp["significant"] and comp["better"] is False and comp["p_value"] < 0.01
+
+
+def test_srm_check_matches_scipy_chisquare(raw: pd.DataFrame, report: dict) -> None:
+    counts = raw.version.value_counts()
+    observed = [int(counts["gate_30"]), int(counts["gate_40"])]
+    ref = stats.chisquare(observed, f_exp=[sum(observed) / 2] * 2)
+    srm = report["srm"]
+    assert srm["observed"] == observed == [44700, 45489]
+    assert srm["chi2"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert srm["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert srm["flagged"] is False  # p ≈ 0.0086 is above the 0.001 threshold
+
+
+def test_per_variant_units_match_the_file(raw: pd.DataFrame, report: dict) -> None:
+    units = {v["key"]: v["units"] for v in report["variants"]}
+    assert units == raw.version.value_counts().to_dict()
+    assert np.isclose(sum(units.values()), 90_189)
