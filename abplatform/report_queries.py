@@ -55,12 +55,12 @@ class MetricAggregates:
 
 
 _UNITS_CTE = """
-multi AS (
+multi AS MATERIALIZED (
     SELECT unit_id FROM requests
     WHERE experiment_id = :e AND phase_id <= :p AND assigned_variant_id IS NOT NULL
     GROUP BY unit_id HAVING count(DISTINCT assigned_variant_id) > 1
 ),
-u AS (
+u AS MATERIALIZED (
     SELECT r.unit_id,
            min(r.assigned_variant_id) AS variant_id,
            count(*)::float8 AS reqs,
@@ -172,7 +172,7 @@ def latency_buckets(
 ) -> dict[int, dict[int, int]]:
     """``{variant_id: {bucket: count}}`` of successful requests' latency (ms) in ``bins``."""
     sql = f"""
-    WITH multi AS (
+    WITH multi AS MATERIALIZED (
         SELECT unit_id FROM requests
         WHERE experiment_id = :e AND phase_id <= :p AND assigned_variant_id IS NOT NULL
         GROUP BY unit_id HAVING count(DISTINCT assigned_variant_id) > 1
