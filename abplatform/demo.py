@@ -83,7 +83,7 @@ async def send_traffic(
         body = {
             "experiment": experiment,
             "unit_id": unit,
-            "arguments": {"prompt": PROMPTS[i % len(PROMPTS)], "seed": i},
+            "arguments": {"prompt": PROMPTS[i % len(PROMPTS)], "seed": i, "num_inference_steps": 2},
         }
         async with sem:
             r = await client.post(f"{router_url}/", json=body)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from abplatform import logstore, service
+from abplatform import logstore, rollups, service
 
 BOOLEANS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "t": 1.0, "f": 0.0}
 
@@ -192,13 +192,14 @@ def import_csv(
     logstore.copy_rows(
         conn,
         "outcomes",
-        ("outcome_key", "experiment_id", "unit_id", "metric", "value", "created_at"),
+        ("outcome_key", "experiment_id", "phase_id", "unit_id", "metric", "value", "created_at"),
         [
-            (f"import:{view.id}:{i}:{j}", view.id, unit, metric, nums[j], now)
+            (f"import:{view.id}:{i}:{j}", view.id, phase_id, unit, metric, nums[j], now)
             for i, (unit, _, nums) in enumerate(kept)
             for j, metric in enumerate(metrics)
         ],
     )
+    rollups.rebuild(conn, view.id)
     session.commit()
     logstore.analyze(session.connection())
     session.commit()

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
+from abplatform import rollups
 from abplatform.models import Outcome, RequestLog
 
 REQUEST_FIELDS = (
@@ -31,6 +32,7 @@ REQUEST_FIELDS = (
 OUTCOME_FIELDS = (
     "outcome_id",
     "experiment_id",
+    "phase_id",
     "request_id",
     "unit_id",
     "metric",
@@ -42,34 +44,48 @@ OUTCOME_FIELDS = (
 def write_batch(
     engine: Engine, requests: Sequence[dict[str, Any]], outcomes: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert request rows, then outcome rows, in one transaction.
+    """Insert request rows, then outcome rows, and update the rollups, in one transaction.
 
     Args:
         requests: dicts with the keys of :data:`REQUEST_FIELDS` (``latency_ms`` in ms,
             ``created_at`` a UTC ``datetime``).
         outcomes: dicts with the keys of :data:`OUTCOME_FIELDS`.
 
+    Rows already present (a retried batch) are skipped, in the logs and in the rollups
+    (:func:`abplatform.rollups.apply_batch`).
+
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database refused or is unreachable; nothing
             of the batch is written, so the caller may retry it.
     """
     with engine.begin() as conn:
+        new_requests: list[dict[str, Any]] = []
         if requests:
-            conn.execute(
-                insert(RequestLog).on_conflict_do_nothing(index_elements=["request_id"]),
+            inserted = conn.execute(
+                insert(RequestLog)
+                .on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(RequestLog.request_id),
                 list(requests),
             )
+            fresh = {row[0] for row in inserted}
+            new_requests = [r for r in requests if r["request_id"] in fresh]
+        new_outcomes: list[dict[str, Any]] = []
         if outcomes:
-            conn.execute(
-                insert(Outcome).on_conflict_do_nothing(index_elements=["outcome_key"]),
+            inserted = conn.execute(
+                insert(Outcome)
+                .on_conflict_do_nothing(index_elements=["outcome_key"])
+                .returning(Outcome.outcome_key),
                 [
                     {
                         "outcome_key": o["outcome_id"],
-                        **{k: o[k] for k in OUTCOME_FIELDS if k != "outcome_id"},
+                        **{k: o.get(k) for k in OUTCOME_FIELDS if k != "outcome_id"},
                     }
                     for o in outcomes
                 ],
             )
+            fresh = {row[0] for row in inserted}
+            new_outcomes = [o for o in outcomes if o["outcome_id"] in fresh]
+        rollups.apply_batch(conn, new_requests, new_outcomes)
 
 
 def copy_rows(
@@ -89,4 +105,6 @@ def copy_rows(
 
 def analyze(connection: Any) -> None:
     """Refresh planner statistics of the log tables after a bulk load."""
-    connection.exec_driver_sql("ANALYZE requests, outcomes")
+    connection.exec_driver_sql(
+        "ANALYZE requests, outcomes, unit_totals, latency_buckets, unit_outcomes"
+    )

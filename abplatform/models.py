@@ -195,6 +195,7 @@ class Outcome(Base):
     outcome_key: Mapped[str] = mapped_column(String(64), unique=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"))
     unit_id: Mapped[str] = mapped_column(String(200))
     metric: Mapped[str] = mapped_column(String(100))
     value: Mapped[float] = mapped_column(Double)
@@ -217,3 +218,68 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class UnitTotal(Base):
+    """Rollup: per (experiment, phase, unit, assigned variant), the unit's request totals.
+
+    Maintained by the log writer in the same transaction as the request rows it inserts,
+    so reports aggregate one row per unit instead of scanning every request.
+    ``lat_sum`` is the summed latency (ms) of successful requests.
+    """
+
+    __tablename__ = "unit_totals"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase_id: Mapped[int] = mapped_column(
+        ForeignKey("phases.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE"), primary_key=True
+    )
+    reqs: Mapped[int] = mapped_column(BigInteger)
+    errs: Mapped[int] = mapped_column(BigInteger)
+    oks: Mapped[int] = mapped_column(BigInteger)
+    lat_sum: Mapped[float] = mapped_column(Double)
+
+
+class LatencyBucket(Base):
+    """Rollup: count of successful requests per (experiment, phase, variant, latency bucket).
+
+    Buckets follow :class:`abplatform.stats.LatencyBins` (700 log-spaced bins, 0.1 ms–1000 s).
+    """
+
+    __tablename__ = "latency_buckets"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase_id: Mapped[int] = mapped_column(
+        ForeignKey("phases.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class UnitOutcome(Base):
+    """Rollup: per (experiment, phase, unit, metric), count and sum of outcome values."""
+
+    __tablename__ = "unit_outcomes"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase_id: Mapped[int] = mapped_column(
+        ForeignKey("phases.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cnt: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float] = mapped_column(Double)
+    all_binary: Mapped[bool] = mapped_column(Boolean)

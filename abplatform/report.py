@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from abplatform import report_queries as q
 from abplatform import service
+from abplatform.rollups import BINS
 from abplatform.stats import (
     FrequentistResult,
-    LatencyBins,
     LatencyHistogram,
     ProportionStatistic,
     RatioStatistic,
@@ -47,7 +47,6 @@ Correction = Literal["holm", "bh", "none"]
 LATENCY_QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 BUILTIN_METRICS = ("error_rate", "latency_mean", *LATENCY_QUANTILES)
 LOWER_IS_BETTER = frozenset(BUILTIN_METRICS)
-BINS = LatencyBins()
 
 
 @dataclass(frozen=True)
@@ -311,10 +310,11 @@ def build_report(
     variants = exp.variants
     control = exp.control
 
-    units, multi = q.unit_aggregates(session, exp.id, ph.id, include_multi=include_multi_exposure)
+    units, multi, feedback = q.phase_aggregates(
+        session, exp.id, ph.id, include_multi=include_multi_exposure
+    )
     unit_by_variant = {u.variant_id: u for u in units}
-    feedback = q.metric_aggregates(session, exp.id, ph.id, include_multi=include_multi_exposure)
-    buckets = q.latency_buckets(session, exp.id, ph.id, BINS, include_multi=include_multi_exposure)
+    buckets = q.latency_buckets(session, exp.id, ph.id)
     hists = {v.id: LatencyHistogram.from_buckets(buckets.get(v.id, {}), BINS) for v in variants}
 
     stats: dict[str, dict[int, Statistic]] = {m: {} for m in BUILTIN_METRICS}

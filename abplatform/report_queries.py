@@ -1,19 +1,19 @@
-"""SQL that turns the request and outcome logs into sufficient statistics (DB layer).
+"""SQL that turns the logs into sufficient statistics (DB layer).
 
-Everything is aggregated in PostgreSQL (``GROUP BY``): no raw request row leaves the
-database. Two levels: first per unit (the unit of randomisation), then per variant, so
-per-request metrics become ratio metrics with the unit-level sums, sums of squares and
-cross-products that the delta method needs.
+Everything is aggregated in PostgreSQL (``GROUP BY``) over the rollup tables that the log
+writer maintains (:mod:`abplatform.rollups`: one row per unit, not per request): no raw
+request row leaves the database. Two levels: per unit (the unit of randomisation), then
+per variant, so per-request metrics become ratio metrics with the unit-level sums, sums of
+squares and cross-products that the delta method needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-
-from abplatform.stats import LatencyBins
 
 
 @dataclass(frozen=True)
@@ -54,138 +54,86 @@ class MetricAggregates:
     binary_single: bool
 
 
-_UNITS_CTE = """
-multi AS MATERIALIZED (
-    SELECT unit_id FROM requests
-    WHERE experiment_id = :e AND phase_id <= :p AND assigned_variant_id IS NOT NULL
-    GROUP BY unit_id HAVING count(DISTINCT assigned_variant_id) > 1
+_PHASE_SQL = """
+WITH multi AS MATERIALIZED (
+    SELECT unit_id FROM unit_totals
+    WHERE experiment_id = :e AND phase_id <= :p
+    GROUP BY unit_id HAVING count(DISTINCT variant_id) > 1
 ),
 u AS MATERIALIZED (
-    SELECT r.unit_id,
-           min(r.assigned_variant_id) AS variant_id,
-           count(*)::float8 AS reqs,
-           (count(*) FILTER (WHERE r.status <> 'ok'))::float8 AS errs,
-           (count(*) FILTER (WHERE r.status = 'ok'))::float8 AS ok,
-           coalesce(sum(r.latency_ms) FILTER (WHERE r.status = 'ok'), 0) AS lat,
+    SELECT t.unit_id, min(t.variant_id) AS variant_id,
+           sum(t.reqs)::float8 AS reqs, sum(t.errs)::float8 AS errs,
+           sum(t.oks)::float8 AS ok, sum(t.lat_sum) AS lat,
            bool_or(m.unit_id IS NOT NULL) AS is_multi
-    FROM requests r LEFT JOIN multi m ON m.unit_id = r.unit_id
-    WHERE r.experiment_id = :e AND r.phase_id = :p AND r.assigned_variant_id IS NOT NULL
-    GROUP BY r.unit_id
+    FROM unit_totals t LEFT JOIN multi m ON m.unit_id = t.unit_id
+    WHERE t.experiment_id = :e AND t.phase_id = :p
+    GROUP BY t.unit_id
 )
+SELECT 'units' AS kind, variant_id, is_multi, NULL AS metric, count(*) AS units,
+       sum(reqs), sum(reqs * reqs), sum(errs), sum(errs * errs), sum(errs * reqs),
+       sum(ok), sum(ok * ok), sum(lat), sum(lat * lat), sum(lat * ok), NULL::bool
+FROM u GROUP BY variant_id, is_multi
+UNION ALL
+SELECT 'metric', u.variant_id, u.is_multi, o.metric, count(*),
+       sum(o.total), sum(o.total * o.total), sum(o.cnt::float8), sum(o.cnt::float8 * o.cnt),
+       sum(o.total * o.cnt), NULL, NULL, NULL, NULL, NULL, bool_and(o.all_binary AND o.cnt = 1)
+FROM unit_outcomes o JOIN u ON u.unit_id = o.unit_id
+WHERE o.experiment_id = :e AND o.phase_id = :p
+GROUP BY u.variant_id, u.is_multi, o.metric
 """
 
 
-def unit_aggregates(
+def phase_aggregates(
     session: Session, experiment_id: int, phase_id: int, *, include_multi: bool
-) -> tuple[list[UnitAggregates], int]:
-    """Per-variant unit aggregates of one phase, and the number of multi-exposure units.
+) -> tuple[list[UnitAggregates], int, list[MetricAggregates]]:
+    """Per-variant unit aggregates, the multi-exposure unit count, and per-variant feedback
+    metric aggregates of one phase, in one query over the rollup tables.
 
     A multi-exposure unit was assigned more than one variant in this or an earlier phase;
-    unless ``include_multi``, such units are left out (and counted). Units are analysed by
-    their *assigned* variant (intention to treat), whatever a fallback served.
+    unless ``include_multi``, it is left out (and counted). Units are analysed by their
+    *assigned* variant (intention to treat), whatever a fallback served. Feedback metrics
+    count only units with at least one outcome of the metric.
     """
-    sql = f"""
-    WITH {_UNITS_CTE}
-    SELECT variant_id, is_multi, count(*) AS units,
-           sum(reqs), sum(reqs * reqs), sum(errs), sum(errs * errs), sum(errs * reqs),
-           sum(ok), sum(ok * ok), sum(lat), sum(lat * lat), sum(lat * ok)
-    FROM u GROUP BY variant_id, is_multi
-    """
-    rows = session.execute(sa.text(sql), {"e": experiment_id, "p": phase_id}).all()
-    merged: dict[int, list[float]] = {}
+    rows = session.execute(sa.text(_PHASE_SQL), {"e": experiment_id, "p": phase_id}).all()
+    units: dict[int, list[float]] = {}
+    metrics: dict[tuple[int, str], list[Any]] = {}
     multi = 0
-    for row in rows:
-        variant_id, is_multi, *values = row
-        if is_multi:
-            multi += int(values[0])
-            if not include_multi:
-                continue
-        acc = merged.setdefault(variant_id, [0.0] * len(values))
-        for i, v in enumerate(values):
-            acc[i] += float(v or 0.0)
-    out = [UnitAggregates(vid, int(v[0]), *v[1:]) for vid, v in merged.items()]
-    return out, multi
-
-
-def metric_aggregates(
-    session: Session,
-    experiment_id: int,
-    phase_id: int,
-    *,
-    include_multi: bool,
-) -> list[MetricAggregates]:
-    """Per variant and feedback metric: sums over units of per-unit outcome totals/counts.
-
-    An outcome belongs to the phase of its request; an outcome without a request id (unit
-    level, e.g. imported) belongs to the phase whose time window contains it. Only units
-    with at least one outcome of the metric are counted (``units``).
-    """
-    sql = f"""
-    WITH {_UNITS_CTE},
-    ph AS (SELECT started_at, coalesce(ended_at, 'infinity') AS ended_at
-           FROM phases WHERE id = :p),
-    o AS (
-        SELECT o.unit_id, o.metric, count(*)::float8 AS cnt, sum(o.value) AS total,
-               bool_and(o.value IN (0, 1)) AS bin
-        FROM outcomes o
-        LEFT JOIN requests r ON r.request_id = o.request_id
-        CROSS JOIN ph
-        WHERE o.experiment_id = :e
-          AND ((o.request_id IS NOT NULL AND r.phase_id = :p)
-               OR (o.request_id IS NULL AND o.created_at >= ph.started_at
-                   AND o.created_at < ph.ended_at))
-        GROUP BY o.unit_id, o.metric
-    )
-    SELECT u.variant_id, o.metric, count(*) AS units,
-           sum(o.total), sum(o.total * o.total), sum(o.cnt), sum(o.cnt * o.cnt),
-           sum(o.total * o.cnt), bool_and(o.bin AND o.cnt = 1)
-    FROM o JOIN u ON u.unit_id = o.unit_id
-    WHERE :include_multi OR NOT u.is_multi
-    GROUP BY u.variant_id, o.metric
-    """
-    rows = session.execute(
-        sa.text(sql), {"e": experiment_id, "p": phase_id, "include_multi": include_multi}
-    ).all()
-    return [
-        MetricAggregates(
-            variant_id=r[0],
-            metric=r[1],
-            units=int(r[2]),
-            total=float(r[3]),
-            total_ss=float(r[4]),
-            cnt=float(r[5]),
-            cnt_ss=float(r[6]),
-            total_cnt=float(r[7]),
-            binary_single=bool(r[8]),
-        )
-        for r in rows
+    for kind, variant_id, is_multi, metric, n, *values in rows:
+        if kind == "units" and is_multi:
+            multi += int(n)
+        if is_multi and not include_multi:
+            continue
+        if kind == "units":
+            acc = units.setdefault(variant_id, [0.0] * 11)
+            for i, v in enumerate([n, *values[:10]]):
+                acc[i] += float(v or 0.0)
+        else:
+            macc = metrics.setdefault((variant_id, metric), [0.0] * 6 + [True])
+            for i, v in enumerate([n, *values[:5]]):
+                macc[i] += float(v or 0.0)
+            macc[6] = macc[6] and bool(values[10])
+    unit_out = [UnitAggregates(vid, int(v[0]), *v[1:]) for vid, v in units.items()]
+    metric_out = [
+        MetricAggregates(vid, metric, int(v[0]), *v[1:6], binary_single=v[6])
+        for (vid, metric), v in metrics.items()
     ]
+    return unit_out, multi, metric_out
 
 
 def latency_buckets(
-    session: Session,
-    experiment_id: int,
-    phase_id: int,
-    bins: LatencyBins,
-    *,
-    include_multi: bool,
+    session: Session, experiment_id: int, phase_id: int
 ) -> dict[int, dict[int, int]]:
-    """``{variant_id: {bucket: count}}`` of successful requests' latency (ms) in ``bins``."""
-    sql = f"""
-    WITH multi AS MATERIALIZED (
-        SELECT unit_id FROM requests
-        WHERE experiment_id = :e AND phase_id <= :p AND assigned_variant_id IS NOT NULL
-        GROUP BY unit_id HAVING count(DISTINCT assigned_variant_id) > 1
-    )
-    SELECT r.assigned_variant_id, {bins.sql("r.latency_ms")} AS b, count(*)
-    FROM requests r
-    WHERE r.experiment_id = :e AND r.phase_id = :p AND r.assigned_variant_id IS NOT NULL
-      AND r.status = 'ok'
-      AND (:include_multi OR NOT EXISTS (SELECT 1 FROM multi m WHERE m.unit_id = r.unit_id))
-    GROUP BY 1, 2
-    """
+    """``{variant_id: {bucket: count}}`` of successful requests' latency (ms) in one phase,
+    from the rollup (buckets of :data:`abplatform.rollups.BINS`). Includes every enrolled
+    unit (a histogram cannot drop individual units)."""
+    rows = session.execute(
+        sa.text(
+            "SELECT variant_id, bucket, count FROM latency_buckets "
+            "WHERE experiment_id = :e AND phase_id = :p"
+        ),
+        {"e": experiment_id, "p": phase_id},
+    ).all()
     out: dict[int, dict[int, int]] = {}
-    params = {"e": experiment_id, "p": phase_id, "include_multi": include_multi}
-    for variant_id, bucket, count in session.execute(sa.text(sql), params).all():
+    for variant_id, bucket, count in rows:
         out.setdefault(variant_id, {})[int(bucket)] = int(count)
     return out

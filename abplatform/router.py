@@ -207,7 +207,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         )
         await self.writer.start()
         self.fal = fal_client.AsyncClient(default_timeout=self.settings.backend_timeout_s)
-        self.recent: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self.recent: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
 
     async def teardown(self) -> None:
         """Drain the log buffer (spilling what cannot be written) and close connections."""
@@ -295,7 +295,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
                 "created_at": datetime.now(UTC),
             }
         )
-        self._remember(request_id, cfg.experiment_id, req.unit_id)
+        self._remember(request_id, cfg.experiment_id, cfg.phase_id, req.unit_id)
         if failure is not None:
             raise HTTPException(
                 failure.status,
@@ -313,12 +313,12 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "request_id": request_id,
         }
 
-    def _remember(self, request_id: str, experiment_id: int, unit_id: str) -> None:
-        self.recent[request_id] = (experiment_id, unit_id)
+    def _remember(self, request_id: str, experiment_id: int, phase_id: int, unit_id: str) -> None:
+        self.recent[request_id] = (experiment_id, phase_id, unit_id)
         if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
 
-    def _find_request(self, request_id: str) -> tuple[int, str] | None:
+    def _find_request(self, request_id: str) -> tuple[int, int, str] | None:
         from abplatform import service
 
         with self.db.sessions() as session:
@@ -337,12 +337,13 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
                     404,
                     f"unknown request_id '{fb.request_id}'; use the request_id returned by POST /",
                 )
-            experiment_id, unit_id = found
+            experiment_id, phase_id, unit_id = found
         elif fb.experiment and fb.unit_id:
             entry = await self.configs.get(fb.experiment)
             if entry.config is None:
                 raise HTTPException(404, f"unknown experiment '{fb.experiment}'")
-            experiment_id, unit_id = entry.config.experiment_id, fb.unit_id
+            cfg = entry.config
+            experiment_id, phase_id, unit_id = cfg.experiment_id, cfg.phase_id, fb.unit_id
         else:
             raise HTTPException(
                 422, "give either request_id, or both experiment and unit_id, with metric and value"
@@ -352,6 +353,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             {
                 "outcome_id": outcome_id,
                 "experiment_id": experiment_id,
+                "phase_id": phase_id,
                 "request_id": fb.request_id,
                 "unit_id": unit_id,
                 "metric": fb.metric,

@@ -456,14 +456,14 @@ def routing_config(session: Session, name: str) -> RoutingConfig:
     )
 
 
-def find_request(session: Session, request_id: str) -> tuple[int, str] | None:
-    """``(experiment_id, unit_id)`` of a logged request, or None if it is not logged (yet)."""
+def find_request(session: Session, request_id: str) -> tuple[int, int, str] | None:
+    """``(experiment_id, phase_id, unit_id)`` of a logged request, or None if not logged (yet)."""
     row = session.execute(
-        sa.select(RequestLog.experiment_id, RequestLog.unit_id).where(
+        sa.select(RequestLog.experiment_id, RequestLog.phase_id, RequestLog.unit_id).where(
             RequestLog.request_id == request_id
         )
     ).one_or_none()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
 
 
 def request_counts(session: Session, name: str) -> dict[tuple[int, str, str], int]:

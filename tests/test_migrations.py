@@ -9,7 +9,10 @@ from alembic.runtime.migration import MigrationContext
 from abplatform import database
 from abplatform.models import Base
 
-TABLES = {"experiments", "variants", "phases", "requests", "outcomes", "audit_log"}
+TABLES = {
+    "experiments", "variants", "phases", "requests", "outcomes", "audit_log",
+    "unit_totals", "latency_buckets", "unit_outcomes",
+}  # fmt: skip
 
 
 def _tables(url: str) -> set[str]:

@@ -60,6 +60,7 @@ def outcome_row(view: service.ExperimentView, req: dict, metric: str, value: flo
     return {
         "outcome_id": uuid.uuid4().hex,
         "experiment_id": view.id,
+        "phase_id": req["phase_id"],
         "request_id": req["request_id"],
         "unit_id": req["unit_id"],
         "metric": metric,
