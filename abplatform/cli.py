@@ -33,7 +33,7 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(db_app, name="db")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables in logs
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
@@ -356,7 +356,7 @@ def demo(
     requests: Annotated[int, typer.Option(help="Requests during the experiment.")] = 1000,
     after_promotion: Annotated[int, typer.Option(help="Requests after promotion.")] = 100,
     units: Annotated[int, typer.Option(help="Distinct unit ids (users).")] = 300,
-    concurrency: Annotated[int, typer.Option(help="Concurrent client requests.")] = 8,
+    concurrency: Annotated[int, typer.Option(help="Concurrent client requests.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
 ) -> None:
     """The user's loop end to end: start the stack, create an experiment, send traffic,

@@ -4,14 +4,17 @@ The Streamlit pages hold no SQL: they call :mod:`abplatform.service`,
 :func:`abplatform.report.build_report` and the functions here. Everything is aggregated
 in PostgreSQL; no raw request row leaves the database.
 
-* :func:`activity` - requests, units and feedback so far, per experiment (overview).
-* :func:`watermark` - a cheap fingerprint of an experiment's logged data (cache key).
+* :func:`activity` - enrolled units, requests and feedback per experiment (overview), from
+  the rollups the log writer maintains (:mod:`abplatform.rollups`).
+* :func:`watermark` - a cheap fingerprint of the data a report sees (a cache key).
 * :func:`last_changes` - the newest audit entry per experiment.
 * :func:`cumulative_lift` - the treatment-vs-control lift of one metric over time with
   its always-valid confidence sequence: cumulative sufficient statistics per time bucket
   from SQL, then :func:`abplatform.stats.sequential_test` on each cumulative point. The
   last point equals the report's lift and lift CI for the same phase, metric and alpha.
-* :func:`latency_distribution` - a per-variant histogram of successful requests' latency.
+  The rollups have no time dimension, so this one reads the request log of the phase.
+* :func:`latency_distribution` - the report's per-variant latency histogram (a rollup),
+  merged into wider bins for drawing.
 
 Units: latencies in ms, lifts and shares as fractions, timestamps ``timestamptz`` (UTC).
 """
@@ -26,7 +29,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from abplatform.report import BINS, LATENCY_QUANTILES, LOWER_IS_BETTER
+from abplatform import report_queries
+from abplatform.report import LATENCY_QUANTILES, LOWER_IS_BETTER
+from abplatform.rollups import BINS
 from abplatform.service import ExperimentView, PhaseView
 from abplatform.stats import (
     LatencyBins,
@@ -43,77 +48,61 @@ DEFAULT_TIME_BUCKETS = 30
 # ----------------------------------------------------------------------------- overview
 
 
-Watermark = tuple[int, str, int, str]
-"""``(requests, newest request time, outcomes, newest outcome time)``, times as ISO
-strings ("" when there are none): changes whenever a request or feedback row is added."""
-
-
-def _iso(t: datetime | None) -> str:
-    return t.isoformat() if t else ""
+Watermark = tuple[int, int]
+"""``(enrolled requests, feedback values)`` of an experiment as the rollups count them:
+changes whenever the log writer adds a row that a report can see."""
 
 
 @dataclass(frozen=True)
 class ExperimentActivity:
-    """Logged data of one experiment over all its phases.
+    """Logged data of one experiment over all its phases, as the reports see it.
 
-    ``requests`` counts every logged request (failed ones too), ``units`` the distinct
-    unit ids among them, ``feedback`` the recorded outcomes; ``last_*_at`` are the
-    newest rows' times (UTC) or None.
+    ``units`` are the distinct enrolled units, ``requests`` their requests (failed ones
+    too; requests of units outside the coverage are not counted), ``feedback`` the
+    recorded feedback values.
     """
 
     experiment_id: int
-    requests: int
     units: int
+    requests: int
     feedback: int
-    last_request_at: datetime | None
-    last_feedback_at: datetime | None
 
     @property
     def watermark(self) -> Watermark:
         """The same fingerprint as :func:`watermark`."""
-        return (
-            self.requests,
-            _iso(self.last_request_at),
-            self.feedback,
-            _iso(self.last_feedback_at),
-        )
+        return (self.requests, self.feedback)
 
 
 def activity(session: Session) -> dict[int, ExperimentActivity]:
-    """:class:`ExperimentActivity` of every experiment with logged data, by experiment id."""
+    """:class:`ExperimentActivity` of every experiment with data, by experiment id."""
     rows = session.execute(
         sa.text(
             """
-            SELECT coalesce(r.experiment_id, o.experiment_id), coalesce(r.requests, 0),
-                   coalesce(r.units, 0), coalesce(o.feedback, 0), r.last_at, o.last_at
-            FROM (SELECT experiment_id, count(*) AS requests,
-                         count(DISTINCT unit_id) AS units, max(created_at) AS last_at
-                  FROM requests GROUP BY experiment_id) r
-            FULL JOIN (SELECT experiment_id, count(*) AS feedback, max(created_at) AS last_at
-                       FROM outcomes GROUP BY experiment_id) o USING (experiment_id)
+            SELECT experiment_id, coalesce(t.units, 0), coalesce(t.requests, 0),
+                   coalesce(o.feedback, 0)
+            FROM (SELECT experiment_id, count(DISTINCT unit_id) AS units,
+                         sum(reqs) AS requests
+                  FROM unit_totals GROUP BY experiment_id) t
+            FULL JOIN (SELECT experiment_id, sum(cnt) AS feedback
+                       FROM unit_outcomes GROUP BY experiment_id) o USING (experiment_id)
             """
         )
     ).all()
-    return {
-        int(e): ExperimentActivity(int(e), int(n), int(u), int(f), last_r, last_o)
-        for e, n, u, f, last_r, last_o in rows
-    }
+    return {int(e): ExperimentActivity(int(e), int(u), int(n), int(f)) for e, u, n, f in rows}
 
 
 def watermark(session: Session, experiment_id: int) -> Watermark:
-    """The fingerprint of one experiment's logged data (see :data:`Watermark`)."""
+    """The fingerprint of one experiment's data (see :data:`Watermark`)."""
     row = session.execute(
         sa.text(
             """
-            SELECT (SELECT count(*) FROM requests WHERE experiment_id = :e),
-                   (SELECT max(created_at) FROM requests WHERE experiment_id = :e),
-                   (SELECT count(*) FROM outcomes WHERE experiment_id = :e),
-                   (SELECT max(created_at) FROM outcomes WHERE experiment_id = :e)
+            SELECT (SELECT coalesce(sum(reqs), 0) FROM unit_totals WHERE experiment_id = :e),
+                   (SELECT coalesce(sum(cnt), 0) FROM unit_outcomes WHERE experiment_id = :e)
             """
         ),
         {"e": experiment_id},
     ).one()
-    return (int(row[0]), _iso(row[1]), int(row[2]), _iso(row[3]))
+    return (int(row[0]), int(row[1]))
 
 
 @dataclass(frozen=True)
@@ -199,28 +188,22 @@ class _TimeGrid:
         return self.start + timedelta(seconds=self.width_s * (bucket + 1))
 
 
-_MULTI_CTE = """
-multi AS (
-    SELECT unit_id FROM requests
-    WHERE experiment_id = :e AND phase_id <= :p AND assigned_variant_id IS NOT NULL
-    GROUP BY unit_id HAVING min(assigned_variant_id) <> max(assigned_variant_id)
+_UNITS_CTE = """
+multi AS MATERIALIZED (
+    SELECT unit_id FROM unit_totals
+    WHERE experiment_id = :e AND phase_id <= :p
+    GROUP BY unit_id HAVING min(variant_id) <> max(variant_id)
+),
+u AS MATERIALIZED (
+    SELECT t.unit_id, min(t.variant_id) AS variant_id, bool_or(m.unit_id IS NOT NULL) AS is_multi
+    FROM unit_totals t LEFT JOIN multi m ON m.unit_id = t.unit_id
+    WHERE t.experiment_id = :e AND t.phase_id = :p
+    GROUP BY t.unit_id
 )
 """
-"""Units assigned more than one variant in this or an earlier phase, as in
-:mod:`abplatform.report_queries`; ``min <> max`` is ``count(DISTINCT) > 1`` without a
-sort (a hash aggregate, about 3x faster at a million rows)."""
-
-_UNITS_CTE = f"""
-{_MULTI_CTE},
-u AS (
-    SELECT r.unit_id, min(r.assigned_variant_id) AS variant_id,
-           bool_or(m.unit_id IS NOT NULL) AS is_multi
-    FROM requests r LEFT JOIN multi m ON m.unit_id = r.unit_id
-    WHERE r.experiment_id = :e AND r.phase_id = :p AND r.assigned_variant_id IS NOT NULL
-    GROUP BY r.unit_id
-)
-"""
-"""Each unit of the phase with its analysed variant and multi-exposure flag."""
+"""Each unit of the phase with its analysed variant and multi-exposure flag, from the
+``unit_totals`` rollup and as :mod:`abplatform.report_queries` defines them (``min <>
+max`` is ``count(DISTINCT) > 1``)."""
 
 
 def _request_series(
@@ -235,10 +218,9 @@ def _request_series(
     its increment in the bucket (and likewise for products).
     """
     sql = f"""
-    WITH {_MULTI_CTE},
+    WITH {_UNITS_CTE},
     r AS (
-        SELECT unit_id, {grid.sql("created_at")} AS b, min(assigned_variant_id) AS v,
-               count(*)::float8 AS reqs,
+        SELECT unit_id, {grid.sql("created_at")} AS b, count(*)::float8 AS reqs,
                (count(*) FILTER (WHERE status <> 'ok'))::float8 AS errs,
                (count(*) FILTER (WHERE status = 'ok'))::float8 AS ok,
                coalesce(sum(latency_ms) FILTER (WHERE status = 'ok'), 0) AS lat
@@ -247,13 +229,13 @@ def _request_series(
         GROUP BY 1, 2
     ),
     c AS (
-        SELECT b, min(v) OVER (PARTITION BY unit_id) AS variant_id, row_number() OVER w AS rn,
-               reqs AS dr, errs AS de, ok AS dk, lat AS dl,
-               sum(reqs) OVER w AS cr, sum(errs) OVER w AS ce,
-               sum(ok) OVER w AS ck, sum(lat) OVER w AS cl
-        FROM r
-        WHERE :include_multi OR unit_id NOT IN (SELECT unit_id FROM multi)
-        WINDOW w AS (PARTITION BY unit_id ORDER BY b)
+        SELECT u.variant_id, r.b, row_number() OVER w AS rn,
+               r.reqs AS dr, r.errs AS de, r.ok AS dk, r.lat AS dl,
+               sum(r.reqs) OVER w AS cr, sum(r.errs) OVER w AS ce,
+               sum(r.ok) OVER w AS ck, sum(r.lat) OVER w AS cl
+        FROM r JOIN u ON u.unit_id = r.unit_id
+        WHERE :include_multi OR NOT u.is_multi
+        WINDOW w AS (PARTITION BY r.unit_id ORDER BY r.b)
     )
     SELECT variant_id, b, count(*) FILTER (WHERE rn = 1),
            sum(dr), sum(dr * (2 * cr - dr)),
@@ -280,42 +262,29 @@ def _feedback_series(
 ) -> tuple[dict[int, np.ndarray], bool]:
     """Per variant id: ``(buckets, 6)`` cumulative units, total, total_ss, cnt, cnt_ss,
     total_cnt of feedback ``metric``; and whether every unit has one 0/1 value (then the
-    metric is a proportion, as in the report). Outcomes are timed by their own
-    ``created_at``; which outcomes belong to the phase follows the report."""
+    metric is a proportion, as in the report). Outcomes count in their phase (as in the
+    ``unit_outcomes`` rollup) and are timed by their own ``created_at``."""
     sql = f"""
     WITH {_UNITS_CTE},
-    ph AS (SELECT started_at, coalesce(ended_at, 'infinity') AS ended_at
-           FROM phases WHERE id = :p),
     o AS (
-        SELECT o.unit_id, {grid.sql("o.created_at")} AS b, count(*)::float8 AS cnt,
-               sum(o.value) AS total, bool_and(o.value IN (0, 1)) AS bin
-        FROM outcomes o
-        LEFT JOIN requests r ON r.request_id = o.request_id
-        CROSS JOIN ph
-        WHERE o.experiment_id = :e AND o.metric = :metric
-          AND ((o.request_id IS NOT NULL AND r.phase_id = :p)
-               OR (o.request_id IS NULL AND o.created_at >= ph.started_at
-                   AND o.created_at < ph.ended_at))
+        SELECT unit_id, {grid.sql("created_at")} AS b, count(*)::float8 AS cnt,
+               sum(value) AS total, bool_and(value IN (0, 1)) AS bin
+        FROM outcomes
+        WHERE experiment_id = :e AND phase_id = :p AND metric = :metric
         GROUP BY 1, 2
     ),
     c AS (
-        SELECT u.variant_id, o.b, row_number() OVER w AS rn, o.bin,
-               o.total AS dt, o.cnt AS dc, sum(o.total) OVER w AS ct, sum(o.cnt) OVER w AS cc
+        SELECT u.variant_id, o.b, o.bin, row_number() OVER w AS rn,
+               o.total AS dt, o.cnt AS dc, sum(o.total) OVER w AS ct, sum(o.cnt) OVER w AS cc,
+               bool_and(o.bin) OVER (PARTITION BY o.unit_id) AND
+                   sum(o.cnt) OVER (PARTITION BY o.unit_id) = 1 AS single_binary
         FROM o JOIN u ON u.unit_id = o.unit_id
         WHERE :include_multi OR NOT u.is_multi
         WINDOW w AS (PARTITION BY o.unit_id ORDER BY o.b)
-    ),
-    fin AS (
-        SELECT bool_and(bin AND cc = 1) AS is_bin FROM (
-            SELECT o_bin.unit_id, bool_and(o_bin.bin) AS bin, sum(o_bin.cnt) AS cc
-            FROM o o_bin JOIN u ON u.unit_id = o_bin.unit_id
-            WHERE :include_multi OR NOT u.is_multi
-            GROUP BY o_bin.unit_id
-        ) per_unit
     )
-    SELECT c.variant_id, c.b, count(*) FILTER (WHERE rn = 1),
+    SELECT variant_id, b, count(*) FILTER (WHERE rn = 1),
            sum(dt), sum(dt * (2 * ct - dt)), sum(dc), sum(dc * (2 * cc - dc)),
-           sum(ct * dc + dt * cc - dt * dc), (SELECT is_bin FROM fin)
+           sum(ct * dc + dt * cc - dt * dc), bool_and(single_binary)
     FROM c GROUP BY 1, 2
     """
     params = {
@@ -335,24 +304,18 @@ def _feedback_series(
 
 
 def _latency_series(
-    session: Session,
-    experiment_id: int,
-    phase_id: int,
-    grid: _TimeGrid,
-    bins: LatencyBins,
-    include_multi: bool,
+    session: Session, experiment_id: int, phase_id: int, grid: _TimeGrid, bins: LatencyBins
 ) -> dict[int, np.ndarray]:
-    """Per variant id: ``(buckets, n_bins + 2)`` cumulative latency histograms (ms)."""
+    """Per variant id: ``(buckets, n_bins + 2)`` cumulative latency histograms (ms) of
+    successful requests; every enrolled unit counts, as in the report's histogram."""
     sql = f"""
-    WITH {_MULTI_CTE}
     SELECT assigned_variant_id, {grid.sql("created_at")}, {bins.sql("latency_ms")}, count(*)
     FROM requests
     WHERE experiment_id = :e AND phase_id = :p AND assigned_variant_id IS NOT NULL
       AND status = 'ok'
-      AND (:include_multi OR unit_id NOT IN (SELECT unit_id FROM multi))
     GROUP BY 1, 2, 3
     """
-    params = {"e": experiment_id, "p": phase_id, "include_multi": include_multi, **grid.params}
+    params = {"e": experiment_id, "p": phase_id, **grid.params}
     out: dict[int, np.ndarray] = {}
     for variant_id, bucket, lat_bucket, count in session.execute(sa.text(sql), params).all():
         arr = out.setdefault(int(variant_id), np.zeros((grid.buckets, bins.n_bins + 2), int))
@@ -391,7 +354,8 @@ def cumulative_lift(
 
     Metrics as in :mod:`abplatform.report`: ``error_rate`` and ``latency_mean`` (ratio
     metrics per unit), ``latency_p50|p95|p99`` (histogram quantiles) and feedback
-    metrics. Multi-exposure units are excluded unless ``include_multi``, as in the report.
+    metrics. Multi-exposure units are excluded unless ``include_multi``, as in the report
+    (whose latency histogram, and so the quantiles, keeps every enrolled unit).
     A metric without data gives points with ``lift=None``.
     """
     grid = _grid(phase, buckets, now)
@@ -405,7 +369,7 @@ def cumulative_lift(
             arr = series.get(vid, np.zeros((buckets, 11)))
             stats[vid] = [_ratio(arr[b, cols]) for b in range(buckets)]
     elif metric in LATENCY_QUANTILES:
-        hists = _latency_series(session, experiment.id, phase.id, grid, BINS, include_multi)
+        hists = _latency_series(session, experiment.id, phase.id, grid, BINS)
         empty = np.zeros((buckets, BINS.n_bins + 2), int)
         for vid in ids:
             arr = hists.get(vid, empty)
@@ -477,19 +441,16 @@ def latency_distribution(
     phase: PhaseView,
     *,
     bins_per_decade: int = 20,
-    include_multi: bool = False,
 ) -> list[LatencyBin]:
     """Histogram of successful requests' latency per variant in ``phase``, on log-spaced
     bins (``bins_per_decade`` must divide the report's 100 per decade), trimmed to the
-    range with data: the report's histogram (same bins, same units), merged into wider
-    bins."""
+    range with data: the report's own histogram (the ``latency_buckets`` rollup, every
+    enrolled unit), merged into wider bins."""
     per = round(BINS.n_bins / math.log10(BINS.upper / BINS.lower))
     if bins_per_decade < 1 or per % bins_per_decade:
         raise ValueError(f"bins_per_decade must divide {per}, got {bins_per_decade}")
     merge = per // bins_per_decade
-    whole_phase = _TimeGrid(phase.started_at, 1.0, 1)
-    hists = _latency_series(session, experiment.id, phase.id, whole_phase, BINS, include_multi)
-    raw = {vid: {b: int(n) for b, n in enumerate(arr[0]) if n} for vid, arr in hists.items()}
+    raw = report_queries.latency_buckets(session, experiment.id, phase.id)
     edges = BINS.edges
 
     def coarse(bucket: int) -> int:

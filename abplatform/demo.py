@@ -35,7 +35,7 @@ PROMPTS = (
     "a watercolor of mountains", "a robot reading a book", "a sailboat on a calm sea",
 )  # fmt: skip
 #: Simulated raters: probability of a thumbs-up per model version.
-THUMBS_UP_PROBABILITY = {"v1": 0.45, "v2": 0.65}
+THUMBS_UP_PROBABILITY = {"v1": 0.40, "v2": 0.70}
 FEEDBACK_PROBABILITY = 0.5
 
 
@@ -139,7 +139,7 @@ def run_demo(
     requests: int = 1000,
     after_promotion: int = 100,
     units: int = 300,
-    concurrency: int = 8,
+    concurrency: int = 4,
     seed: int = 7,
     console: Console | None = None,
 ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -119,6 +120,8 @@ def _byte_level_vocab() -> dict[str, int]:
 
 def _make_pipeline(spec: TinyPipelineSpec) -> Any:
     """Construct (not save) the random-weight ``StableDiffusionPipeline`` for ``spec``."""
+    # transformers warns at import that torchvision is absent; it is not needed here.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import diffusers
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Client timeout for one backend call."
     )
     poll_interval_s: float = Field(
-        default=0.02, gt=0, description="fal queue status polling interval of the router."
+        default=0.05, gt=0, description="fal queue status polling interval of the router."
     )
     log_batch_size: int = Field(default=500, gt=0, description="Rows per logging batch.")
     log_flush_interval_ms: float = Field(
