@@ -458,6 +458,53 @@ def import_cmd(
         console.print("no rows rejected")
 
 
+@app.command("power")
+def power_cmd(
+    proportion: Annotated[
+        float | None, typer.Option(help="Baseline rate of a binary metric (fraction).")
+    ] = None,
+    mean: Annotated[float | None, typer.Option(help="Baseline mean of a metric.")] = None,
+    sd: Annotated[
+        float | None, typer.Option(help="Per-unit standard deviation (with --mean).")
+    ] = None,
+    mde: Annotated[
+        float | None, typer.Option(help="Minimum detectable effect (fraction if --relative).")
+    ] = None,
+    n: Annotated[int | None, typer.Option(help="Units per variant: print the MDE instead.")] = None,
+    relative: Annotated[bool, typer.Option(help="MDE relative to the baseline.")] = True,
+    alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power (fraction).")] = 0.8,
+    variants: Annotated[int, typer.Option(help="Number of variants, control included.")] = 2,
+) -> None:
+    """Sample size per variant for an MDE, or the MDE for a sample size (fixed horizon)."""
+    from abplatform.stats import Baseline, minimum_detectable_effect, sample_size_per_variant
+
+    try:
+        if proportion is not None:
+            baseline = Baseline.for_proportion(proportion)
+        elif mean is not None and sd is not None:
+            baseline = Baseline.for_mean(mean, sd)
+        else:
+            fail("give --proportion P, or --mean M with --sd S")
+            return
+        kind = "relative" if relative else "absolute"
+        if n is not None:
+            effect = minimum_detectable_effect(
+                baseline, n, difference=kind, alpha=alpha, power=power, n_variants=variants
+            )
+            shown = f"{effect:.2%}" if relative else f"{effect:.4g}"
+            console.print(f"MDE with {n:,} units per variant: {shown} ({kind})")
+        elif mde is not None:
+            size = sample_size_per_variant(
+                baseline, mde, difference=kind, alpha=alpha, power=power, n_variants=variants
+            )
+            console.print(f"units per variant to detect {mde:g} ({kind}): {size:,}")
+        else:
+            fail("give --mde (for a sample size) or --n (for the MDE)")
+    except ValueError as exc:
+        fail(str(exc))
+
+
 # ----------------------------------------------------------------------------- db
 
 

@@ -1,0 +1,91 @@
+"""The ``abplatform`` command line, run as a user runs it (a subprocess) on a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "abplatform.cli", *args],
+        env={**os.environ, "DATABASE_URL": db_url, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+VARIANTS = [
+    "-v",
+    "control:v1:abplatform/model-v1:control",
+    "-v",
+    "treatment:v2:abplatform/model-v2",
+]
+
+
+def test_experiment_lifecycle_through_the_cli(db_url: str) -> None:
+    made = cli(db_url, "experiment", "create", "img", *VARIANTS, "--weights", "80,20", "--start")
+    assert made.returncode == 0, made.stderr
+    moved = cli(db_url, "experiment", "set-weights", "img", "50,50", "--yes")
+    assert moved.returncode == 0 and "30.0% of units would change variant" in moved.stdout
+    shown = json.loads(cli(db_url, "experiment", "show", "img", "--json").stdout)
+    assert shown["status"] == "running" and len(shown["phases"]) == 2
+    assert [v["weight"] for v in shown["variants"]] == [50.0, 50.0]
+    promoted = cli(db_url, "experiment", "promote", "img", "treatment")
+    assert promoted.returncode == 0 and "winner=treatment" in promoted.stdout
+    report = json.loads(cli(db_url, "report", "img", "--json").stdout)
+    assert report["experiment"] == "img" and report["phase"] == 2
+    audit = cli(db_url, "experiment", "audit", "img")
+    for action in ("create", "start", "set_weights", "promote"):
+        assert action in audit.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiment", "create", "x", *VARIANTS, "--weights", "50,60"], "they must sum to 100%"),
+        (["experiment", "create", "x", "-v", "bad"], "--variant must be KEY:MODEL_VERSION"),
+        (["experiment", "show", "nope"], "unknown experiment 'nope'"),
+        (["report", "nope"], "unknown experiment 'nope'"),
+        (["report", "x", "--correction", "bonferroni"], "allowed: holm, bh, none"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(
+    db_url: str, args: list[str], message: str
+) -> None:
+    before = cli(db_url, "experiment", "list", "--json").stdout
+    out = cli(db_url, *args)
+    assert out.returncode == 2
+    assert message in " ".join(out.stderr.split())
+    assert cli(db_url, "experiment", "list", "--json").stdout == before
+
+
+def test_a_database_that_is_down_is_reported_with_exit_3() -> None:
+    out = cli("postgresql://postgres@/postgres?host=/nonexistent-socket-dir", "experiment", "list")
+    assert out.returncode == 3
+    assert "cannot reach PostgreSQL" in out.stderr and "DATABASE_URL" in out.stderr
+
+
+def test_db_downgrade_and_upgrade(db_url: str) -> None:
+    assert cli(db_url, "db", "downgrade", "base").returncode == 0
+    assert cli(db_url, "experiment", "list").returncode == 0  # migrates again on use
+    up = cli(db_url, "db", "upgrade")
+    assert up.returncode == 0 and "head" in up.stdout
+
+
+def test_power_matches_the_normal_approximation() -> None:
+    from scipy.stats import norm
+
+    out = cli(
+        "postgresql://unused/x", "power", "--proportion", "0.5", "--mde", "0.1", "--no-relative"
+    )
+    p1, p2 = 0.5, 0.6
+    z = norm.ppf(0.975) + norm.ppf(0.8)
+    expected = z**2 * (p1 * (1 - p1) + p2 * (1 - p2)) / 0.1**2
+    n = int(out.stdout.rsplit(":", 1)[1].replace(",", ""))
+    assert n == pytest.approx(expected, abs=1.0)
