@@ -81,6 +81,15 @@ def oidc_configured(secrets: Mapping[str, Any] | None) -> bool:
     return any(isinstance(v, Mapping) and v.get("client_id") for v in auth.values())
 
 
+def oidc_provider(secrets: Mapping[str, Any] | None) -> str | None:
+    """The provider to pass to ``st.login``: None for the default ``[auth]`` table, else
+    the first ``[auth.<name>]`` table that has a ``client_id``."""
+    auth = (secrets or {}).get("auth")
+    if not isinstance(auth, Mapping) or auth.get("client_id"):
+        return None
+    return next((k for k, v in auth.items() if isinstance(v, Mapping) and v.get("client_id")), None)
+
+
 def operator_emails(
     secrets: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> frozenset[str]:
@@ -146,6 +155,7 @@ __all__ = [
     "check_password",
     "oidc_configured",
     "oidc_operator_allowed",
+    "oidc_provider",
     "operator_emails",
     "operator_password",
 ]

@@ -332,6 +332,11 @@ def up(
         )
         if stack.dashboard_url:
             console.print(f"    dashboard   {stack.dashboard_url}")
+            if stack.generated_password:
+                console.print(
+                    f"    operator password (this session): {stack.generated_password}  "
+                    "(set ABPLATFORM_OPERATOR_PASSWORD to choose one)"
+                )
         console.print(
             f"    fal gateway {stack.fal.queue_url}  (app ids: "
             + ", ".join([*stack.fal.backend_urls, "abplatform/ab-router"])
@@ -349,6 +354,21 @@ def up(
     finally:
         stack.__exit__(None, None, None)
         console.print("stopped")
+
+
+@app.command("dashboard")
+def dashboard_cmd(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501) -> None:
+    """Serve the operator dashboard on 127.0.0.1 (read-only unless
+    ABPLATFORM_OPERATOR_PASSWORD, Streamlit secrets or [auth] SSO is configured)."""
+    import subprocess
+
+    from abplatform.local_stack import dashboard_command
+
+    console.print(f"dashboard on http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    try:
+        raise typer.Exit(subprocess.call(dashboard_command(port)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 @app.command("demo")

@@ -16,6 +16,8 @@ end-to-end tests start. It composes the pieces without changing any of them:
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,6 +28,16 @@ from abplatform.localfal.stack import LocalFal, ServiceProcess, free_port
 from abplatform.settings import Settings
 
 ROUTER_APP_ID = "abplatform/ab-router"
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+def dashboard_command(port: int) -> list[str]:
+    """The command that serves the Streamlit dashboard on 127.0.0.1:``port``."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+        "--server.headless", "true", "--server.address", "127.0.0.1",
+        "--server.port", str(port), "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
 
 
 class LocalStack:
@@ -62,6 +74,7 @@ class LocalStack:
         self.fal: LocalFal | None = None
         self.router: ServiceProcess | None = None
         self.dashboard: ServiceProcess | None = None
+        self.generated_password: str | None = None
 
     @property
     def router_url(self) -> str:
@@ -108,18 +121,32 @@ class LocalStack:
         return self
 
     def _start_dashboard(self) -> ServiceProcess:
-        app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.headless", "true",
-            "--server.address", "127.0.0.1",
-            "--server.port", str(self.dashboard_port),
-            "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        return ServiceProcess.start_command(
-            "dashboard", cmd, self.service_env(), state_dir=self.home,
-            health_url=f"{self.dashboard_url}/_stcore/health",
-        )  # fmt: skip
+        env = self.service_env()
+        if not env.get("ABPLATFORM_OPERATOR_PASSWORD"):
+            self.generated_password = secrets.token_urlsafe(12)
+            env["ABPLATFORM_OPERATOR_PASSWORD"] = self.generated_password
+        assert self.dashboard_port is not None
+        log_path = self.home / "logs" / "dashboard.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "wb")  # noqa: SIM115 - closed by ServiceProcess.stop
+        process = subprocess.Popen(
+            dashboard_command(self.dashboard_port),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        service = ServiceProcess(
+            name="dashboard",
+            target="dashboard/app.py",
+            host="127.0.0.1",
+            port=self.dashboard_port,
+            process=process,
+            log_path=log_path,
+            _log=log,
+        )
+        service.wait_healthy(120.0, "/_stcore/health")
+        return service
 
     def __exit__(
         self,

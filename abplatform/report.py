@@ -306,7 +306,7 @@ def build_report(
     if not 0 < alpha < 1:
         raise service.InvalidInputError(f"alpha is {alpha}; it must be a fraction in (0, 1)")
     exp = service.get_experiment(session, name)
-    ph = _pick_phase(exp, phase)
+    ph = pick_phase(exp, phase)
     variants = exp.variants
     control = exp.control
 
@@ -429,7 +429,13 @@ def build_report(
     )
 
 
-def _pick_phase(exp: service.ExperimentView, number: int | None) -> service.PhaseView:
+def pick_phase(exp: service.ExperimentView, number: int | None) -> service.PhaseView:
+    """The phase a report analyses: ``number``, else the current one, except that a
+    concluded experiment's analysis phase is the one before its promotion.
+
+    Raises:
+        service.InvalidInputError: no phase ``number`` (the message gives the range).
+    """
     if number is not None:
         for p in exp.phases:
             if p.number == number:

@@ -540,7 +540,7 @@ def create_experiment(session: Session, spec: ExperimentSpec, *, actor: str) -> 
         raise ConflictError(
             f"an experiment named '{spec.name}' already exists; names must be unique"
         ) from exc
-    _audit(session, exp, actor, "create", None, {**_snapshot(exp), **spec.model_dump()})
+    _audit(session, exp, actor, "create", None, {**spec.model_dump(), **_snapshot(exp)})
     _commit(session, exp)
     return _view(exp)
 

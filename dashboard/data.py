@@ -1,0 +1,154 @@
+"""What the pages show, loaded through the service, the report and
+:mod:`abplatform.dashboard_data` (no SQL here), via the process-wide result store.
+
+The report, the cumulative lift and the latency histogram of one experiment are
+computed concurrently (each on its own database session) and stored with the data
+watermark they were computed from; see :mod:`dashboard.store` for when they are
+recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from abplatform import dashboard_data, report, service
+from abplatform.dashboard_data import CumulativeLift, ExperimentActivity, LastChange, LatencyBin
+from abplatform.database import Database
+from abplatform.report import Report
+from dashboard import context
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How to analyse: test method, significance level, correction, phase (None: the
+    report's default) and the metric of the cumulative chart (None: the primary)."""
+
+    method: report.Method = "sequential"
+    alpha: float = 0.05
+    correction: report.Correction = "holm"
+    phase: int | None = None
+    chart_metric: str | None = None
+
+
+DEFAULT_SETTINGS = AnalysisSettings()
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    """Everything the results section of the experiment page draws.
+
+    ``computed_at`` is when the oldest part was computed (UTC); ``stale`` says newer
+    data exist and are being analysed in the background.
+    """
+
+    report: Report
+    cumulative: CumulativeLift | None
+    latency: list[LatencyBin]
+    computed_at: datetime
+    stale: bool
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    """One experiment on the overview page."""
+
+    view: service.ExperimentView
+    activity: ExperimentActivity | None
+    last_change: LastChange | None
+    report: Report | None
+
+
+def analysed_phase(view: service.ExperimentView, number: int | None) -> service.PhaseView:
+    """The phase the report analyses for ``number`` (None: the report's default)."""
+    return report.pick_phase(view, number)
+
+
+def _report_key(db: Database, view: service.ExperimentView, s: AnalysisSettings) -> tuple:
+    return ("report", db.url, view.name, view.version, s.method, s.alpha, s.correction, s.phase)
+
+
+def _build_report(db: Database, name: str, s: AnalysisSettings) -> Report:
+    with db.sessions() as session:
+        return report.build_report(
+            session, name, phase=s.phase, method=s.method, alpha=s.alpha, correction=s.correction
+        )
+
+
+def experiment_results(view: service.ExperimentView, s: AnalysisSettings) -> ExperimentResults:
+    """Report, cumulative lift and latency histogram of ``view`` under ``s``.
+
+    Raises:
+        service.ServiceError: e.g. a phase that does not exist.
+    """
+    db = context.database()
+    phase = analysed_phase(view, s.phase)
+    metric = s.chart_metric or view.primary_metric
+    with db.sessions() as session:
+        mark = dashboard_data.watermark(session, view.id)
+
+    def cumulative() -> CumulativeLift:
+        with db.sessions() as session:
+            return dashboard_data.cumulative_lift(session, view, phase, metric, alpha=s.alpha)
+
+    def latency() -> list[LatencyBin]:
+        with db.sessions() as session:
+            return dashboard_data.latency_distribution(session, view, phase)
+
+    base = (db.url, view.name, view.version, phase.number)
+    requests = [(_report_key(db, view, s), mark, lambda: _build_report(db, view.name, s))]
+    if view.source == "live":  # imported experiments have outcomes but no requests
+        requests += [
+            (("cumulative", *base, metric, s.alpha), mark, cumulative),
+            (("latency", *base), mark, latency),
+        ]
+    stored = context.store().get_many(requests, refresh_s=context.refresh_s())
+    return ExperimentResults(
+        report=stored[0].value,
+        cumulative=stored[1].value if len(stored) > 1 else None,
+        latency=stored[2].value if len(stored) > 2 else [],
+        computed_at=datetime.fromtimestamp(min(x.computed_at for x in stored), UTC),
+        stale=any(x.stale for x in stored),
+    )
+
+
+def overview() -> list[OverviewRow]:
+    """Every experiment, newest first, with its activity, last change and (when it has
+    data) its report under the default settings."""
+    db = context.database()
+    with db.sessions() as session:
+        views = service.list_experiments(session)
+        acts = dashboard_data.activity(session)
+        changes = dashboard_data.last_changes(session)
+    with_data = [v for v in views if v.id in acts]
+    stored = context.store().get_many(
+        [
+            (
+                _report_key(db, v, DEFAULT_SETTINGS),
+                acts[v.id].watermark,
+                lambda name=v.name: _build_report(db, name, DEFAULT_SETTINGS),
+            )
+            for v in with_data
+        ],
+        refresh_s=context.refresh_s(),
+    )
+    reports = {v.id: x.value for v, x in zip(with_data, stored, strict=True)}
+    return [OverviewRow(v, acts.get(v.id), changes.get(v.id), reports.get(v.id)) for v in views]
+
+
+def experiment_names() -> list[str]:
+    """Names of all experiments, newest first."""
+    with context.session() as session:
+        return [v.name for v in service.list_experiments(session)]
+
+
+def experiment(name: str) -> service.ExperimentView:
+    """One experiment (raises :class:`service.NotFoundError`)."""
+    with context.session() as session:
+        return service.get_experiment(session, name)
+
+
+def audit_entries(name: str) -> list[dict]:
+    """The experiment's audit log, oldest first."""
+    with context.session() as session:
+        return service.audit_log(session, name)
