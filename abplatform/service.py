@@ -644,6 +644,22 @@ def _transition(
     return exp
 
 
+def _finish(
+    session: Session,
+    exp: Experiment,
+    *,
+    actor: str,
+    action: str,
+    before: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> ExperimentView:
+    """Flush a write, audit it (before and after), commit with the version check, view it."""
+    session.flush()
+    _audit(session, exp, actor, action, before, {**_snapshot(exp), **(extra or {})})
+    _commit(session, exp)
+    return _view(exp)
+
+
 def start_experiment(
     session: Session, name: str, *, actor: str, expected_version: int | None = None
 ) -> ExperimentView:
@@ -661,10 +677,7 @@ def start_experiment(
     exp.status = ExperimentStatus.RUNNING.value
     exp.started_at = now
     exp.phases[-1].started_at = now
-    session.flush()
-    _audit(session, exp, actor, "start", before, _snapshot(exp))
-    _commit(session, exp)
-    return _view(exp)
+    return _finish(session, exp, actor=actor, action="start", before=before)
 
 
 def _new_allocation(
@@ -759,10 +772,9 @@ def set_weights(
     _start_phase(exp, fractions, mode, new_cov, reason=f"weights changed ({mode})")
     exp.coverage = new_cov
     exp.updated_at = _now()
-    session.flush()
-    _audit(session, exp, actor, "set_weights", before, {**_snapshot(exp), "mode": mode})
-    _commit(session, exp)
-    return _view(exp)
+    return _finish(
+        session, exp, actor=actor, action="set_weights", before=before, extra={"mode": mode}
+    )
 
 
 def promote(
@@ -800,10 +812,7 @@ def promote(
     exp.winner_variant_id = exp.variants[index].id
     exp.status = ExperimentStatus.CONCLUDED.value
     exp.ended_at = _now()
-    session.flush()
-    _audit(session, exp, actor, "promote", before, _snapshot(exp))
-    _commit(session, exp)
-    return _view(exp)
+    return _finish(session, exp, actor=actor, action="promote", before=before)
 
 
 def stop_experiment(
@@ -827,10 +836,7 @@ def stop_experiment(
     exp.status = ExperimentStatus.STOPPED.value
     exp.ended_at = now
     exp.phases[-1].ended_at = now
-    session.flush()
-    _audit(session, exp, actor, "stop", before, _snapshot(exp))
-    _commit(session, exp)
-    return _view(exp)
+    return _finish(session, exp, actor=actor, action="stop", before=before)
 
 
 def as_dict(view: ExperimentView) -> dict[str, Any]:
