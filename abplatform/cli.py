@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from abplatform import service
@@ -42,7 +43,7 @@ ACTOR = typer.Option("--actor", help="Name recorded in the audit log.")
 
 def fail(message: str, code: int = 2) -> None:
     """Print ``error: message`` to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -274,7 +275,8 @@ def experiment_promote(
 
 @experiment_app.command("stop")
 def experiment_stop(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
-    """Stop an experiment: the router refuses its requests (promote control to roll back)."""
+    """Stop an experiment for good: the router answers 409 for it from then on. To end a
+    test and keep serving, promote a variant instead (promoting the control rolls back)."""
     print_experiment(run_service(service.stop_experiment, name, actor=actor))
 
 
@@ -318,13 +320,20 @@ def up(
     import signal
     import time
 
-    from abplatform.local_stack import LocalStack
+    from abplatform.local_stack import LocalStack, PortInUseError
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly on SIGTERM too
-    with console.status("starting PostgreSQL, backends, fal queue stand-in and router…"):
-        stack = LocalStack(
-            _home(), router_port=router_port, dashboard=dashboard, dashboard_port=dashboard_port
-        ).__enter__()
+    try:
+        with console.status("starting PostgreSQL, backends, fal queue stand-in and router…"):
+            stack = LocalStack(
+                _home(), router_port=router_port, dashboard=dashboard, dashboard_port=dashboard_port
+            ).__enter__()
+    except PortInUseError as exc:
+        fail(str(exc))
+        raise
+    except (DatabaseUnavailableError, ValueError) as exc:
+        fail(str(exc), code=3)
+        raise
     try:
         assert stack.fal is not None
         console.print(

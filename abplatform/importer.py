@@ -8,7 +8,7 @@ report runs on it. Booleans (TRUE/FALSE, true/false, yes/no) are read as 1/0.
 Bad rows are never dropped silently: each is counted under its reason and a few examples
 are kept. Reasons: unknown variant (empty, or not among the declared treatments), unit in
 two variants (all of that unit's rows are excluded), duplicate unit (rows after the first),
-non-numeric metric, missing unit id.
+non-numeric or out-of-range metric (|value| > 1e12), missing unit id.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from abplatform import logstore, rollups, service
+from abplatform.settings import METRIC_VALUE_LIMIT
 
 BOOLEANS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "t": 1.0, "f": 0.0}
 
@@ -55,7 +56,7 @@ def _number(value: object) -> float | None:
         x = float(text)
     except ValueError:
         return None
-    return x if math.isfinite(x) else None
+    return x if math.isfinite(x) and abs(x) <= METRIC_VALUE_LIMIT else None
 
 
 def parse_rows(
@@ -104,7 +105,7 @@ def parse_rows(
             continue
         nums = [_number(v) for v in values[i]]
         if any(n is None for n in nums):
-            reject("non-numeric metric", row)
+            reject("non-numeric or out-of-range metric (|value| > 1e12)", row)
             continue
         candidates.setdefault(unit, []).append((row, variant, nums))  # type: ignore[arg-type]
     kept: list[tuple[str, str, list[float]]] = []
@@ -147,7 +148,7 @@ def import_csv(
         raise service.InvalidInputError("give at least one --metric column")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise service.InvalidInputError(f"cannot read {path}: {exc}") from exc
     kept, bad, examples = parse_rows(
         frame,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -38,6 +39,22 @@ def dashboard_command(port: int) -> list[str]:
         "--server.headless", "true", "--server.address", "127.0.0.1",
         "--server.port", str(port), "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
+
+
+class PortInUseError(RuntimeError):
+    """A port the stack must listen on is taken (another ``abplatform up``?)."""
+
+
+def check_port_free(port: int, what: str, option: str) -> None:
+    """Raise :class:`PortInUseError` if 127.0.0.1:``port`` cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"port {port} for the {what} is in use (is another 'abplatform up' running?); "
+                f"stop it or choose another port with {option}"
+            ) from exc
 
 
 class LocalStack:
@@ -98,6 +115,9 @@ class LocalStack:
         }
 
     def __enter__(self) -> LocalStack:
+        check_port_free(self.router_port, "router", "--router-port")
+        if self.dashboard_port:
+            check_port_free(self.dashboard_port, "dashboard", "--dashboard-port")
         try:
             self.home.mkdir(parents=True, exist_ok=True)
             url = self.database_url or database.resolve_url(Settings(home=self.home))

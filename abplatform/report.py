@@ -202,6 +202,13 @@ def _with_correction(comp: Comparison, adjusted: FrequentistResult | None) -> Co
     )
 
 
+def _value(stat: Statistic) -> float | None:
+    """A statistic's value for display, or None when it has none (no units, unusable)."""
+    if not stat.n or getattr(stat, "unusable_reason", None):
+        return None
+    return _finite(stat.mean)
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -255,8 +262,8 @@ def _comparison(
         metric=metric,
         variant=variant,
         comparator=comparator,
-        control_value=_finite(control.mean) if control.n else None,
-        treatment_value=_finite(treatment.mean) if treatment.n else None,
+        control_value=_value(control),
+        treatment_value=_value(treatment),
         difference=_finite(absolute.estimate) if informative else None,
         ci=absolute.ci,
         lift=_finite(relative.estimate) if relative.informative else None,
@@ -400,8 +407,10 @@ def build_report(
         error_message=srm_raw.error_message,
     )
     summaries = tuple(
-        _summary(v, ph, unit_by_variant.get(v.id), hists[v.id], feedback, exp.source == "live")
-        for v in variants
+        _summary(
+            v, ph.weights[i], unit_by_variant.get(v.id), hists[v.id], feedback, exp.source == "live"
+        )
+        for i, v in enumerate(variants)
     )
     if multi:
         notes.append(
@@ -450,7 +459,7 @@ def pick_phase(exp: service.ExperimentView, number: int | None) -> service.Phase
 
 def _summary(
     v: service.VariantView,
-    ph: service.PhaseView,
+    weight: float,
     u: q.UnitAggregates | None,
     hist: LatencyHistogram,
     feedback: list[q.MetricAggregates],
@@ -467,7 +476,7 @@ def _summary(
         key=v.key,
         model_version=v.model_version,
         is_control=v.is_control,
-        weight=v.weight,
+        weight=weight,
         units=u.units if u else 0,
         requests=reqs,
         errors=errs,

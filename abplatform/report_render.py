@@ -89,7 +89,7 @@ def comparison_table(report: Report) -> Table:
         "p",
         "adj. p",
         "P(better)",
-        "",
+        "verdict",
     ):
         t.add_column(col, justify="left" if col in ("metric", "role", "comparison") else "right")
     for m in report.metrics:
@@ -118,9 +118,20 @@ def _p(p: float | None) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+#: Short, human-readable forms of :mod:`abplatform.stats.messages` codes.
+WHY = {
+    "NO_UNITS_IN_VARIATION": "no units yet",
+    "ZERO_NEGATIVE_VARIANCE": "no variance yet",
+    "ZERO_NEGATIVE_BASELINE_VARIATION": "control is 0",
+    "ZERO_RATIO_DENOMINATOR": "no requests",
+    "QUANTILE_INSUFFICIENT_DATA": "too few requests",
+    "QUANTILE_OUT_OF_HISTOGRAM_RANGE": "beyond histogram",
+}
+
+
 def _verdict(c: Comparison) -> Text:
     if c.error_message:
-        return Text(c.error_message, style="dim")
+        return Text(WHY.get(c.error_message, c.error_message), style="dim")
     if c.better is True:
         return Text("better", style="green")
     if c.better is False:

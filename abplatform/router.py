@@ -32,6 +32,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
 from abplatform import assignment
+from abplatform.settings import METRIC_VALUE_LIMIT
 
 if TYPE_CHECKING:
     from abplatform.batch_writer import BatchWriter
@@ -57,7 +58,12 @@ class FeedbackRequest(BaseModel):
     """Body of ``POST /feedback``: an outcome for a request id (or experiment + unit)."""
 
     metric: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-    value: float = Field(allow_inf_nan=False)
+    value: float = Field(
+        allow_inf_nan=False,
+        ge=-METRIC_VALUE_LIMIT,
+        le=METRIC_VALUE_LIMIT,
+        description="Outcome value, |value| <= 1e12 (e.g. 0/1 for a thumbs-up).",
+    )
     request_id: str | None = Field(default=None, max_length=64)
     experiment: str | None = Field(default=None, max_length=100)
     unit_id: str | None = Field(default=None, max_length=200)

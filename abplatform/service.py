@@ -638,8 +638,8 @@ def _transition(
     if exp.status not in allowed_from:
         allowed = " or ".join(s.value for s in allowed_from)
         raise ConflictError(
-            f"cannot {action} experiment '{name}': it is {exp.status}; "
-            f"{action} is allowed only when it is {allowed}"
+            f"cannot {action} experiment '{name}': it is {exp.status}, and this is allowed "
+            f"only when it is {allowed}"
         )
     return exp
 
@@ -768,6 +768,14 @@ def set_weights(
     )
     fractions = validate_weights_percent(weights, len(exp.variants))
     new_cov = exp.coverage if coverage is None else _validate_coverage(coverage)
+    current = exp.phases[-1]
+    unchanged = all(abs(a - b) < 1e-12 for a, b in zip(current.weights, fractions, strict=True))
+    if mode == "sticky" and unchanged and abs(new_cov - exp.coverage) < 1e-12:
+        shown = "/".join(f"{w * 100:g}" for w in fractions)
+        raise InvalidInputError(
+            f"weights are already {shown} at coverage {exp.coverage * 100:g}%; nothing to "
+            "change (a new phase would restart the analysis). Use rerandomize for a new seed."
+        )
     before = _snapshot(exp)
     _start_phase(exp, fractions, mode, new_cov, reason=f"weights changed ({mode})")
     exp.coverage = new_cov

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         return tuple(a.strip() for a in self.backend_apps.split(",") if a.strip())
 
 
+#: Largest absolute feedback/metric value accepted (keeps sums of squares far from overflow).
+METRIC_VALUE_LIMIT = 1e12
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Process-wide settings, read once from the environment."""

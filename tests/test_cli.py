@@ -89,3 +89,43 @@ def test_power_matches_the_normal_approximation() -> None:
     expected = z**2 * (p1 * (1 - p1) + p2 * (1 - p2)) / 0.1**2
     n = int(out.stdout.rsplit(":", 1)[1].replace(",", ""))
     assert n == pytest.approx(expected, abs=1.0)
+
+
+def test_import_counts_bad_rows_and_refuses_an_empty_file(db_url: str, tmp_path) -> None:
+    csv = tmp_path / "results.csv"
+    csv.write_text(
+        "user,arm,converted\n"
+        "1,a,TRUE\n2,b,false\n3,a,1\n4,b,yes\n"
+        "5,,1\n"  # unknown variant
+        "6,a,maybe\n"  # non-numeric
+        "7,b,1e308\n"  # out of range
+        "8,a,0\n8,b,1\n"  # one unit in two variants
+    )
+    out = cli(db_url, "import", str(csv), "--experiment", "hist", "--unit", "user",
+              "--variant", "arm", "--control", "a", "--metric", "converted")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "imported 4 units" in text
+    for reason, rows in [("unknown variant", "5"), ("unit in two variants", "8, 9"),
+                         ("non-numeric or out-of-range metric", "6, 7")]:  # fmt: skip
+        assert reason in text and rows in text
+    report = json.loads(cli(db_url, "report", "hist", "--json").stdout)
+    assert {v["key"]: v["units"] for v in report["variants"]} == {"a": 2, "b": 2}
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    out = cli(db_url, "import", str(empty), "--experiment", "e2", "--unit", "u",
+              "--variant", "v", "--control", "a", "--metric", "m")  # fmt: skip
+    assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_up_refuses_a_port_that_is_in_use() -> None:
+    import socket
+
+    from abplatform.local_stack import PortInUseError, check_port_free
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} for the router is in use"):
+            check_port_free(port, "router", "--router-port")

@@ -254,6 +254,12 @@ def test_feedback_is_recorded_for_a_request_or_a_unit(stack: LocalStack, sdb: Da
         timeout=30,
     )
     assert unknown.status_code == 404 and "unknown request_id" in unknown.text
+    huge = httpx.post(
+        f"{stack.router_url}/feedback",
+        json={"request_id": body["request_id"], "metric": "thumbs_up", "value": 1e308},
+        timeout=30,
+    )
+    assert huge.status_code == 422 and "less than or equal to 1000000000000" in huge.text
     flush(stack)
     with sdb.sessions() as s:
         outcomes = s.scalars(sa.select(Outcome).where(Outcome.experiment_id == view.id)).all()

@@ -205,7 +205,11 @@ def test_promote_unknown_variant_lists_variants(session: Session) -> None:
 
 def test_stop_and_lifecycle_rules(session: Session) -> None:
     service.create_experiment(session, spec(), actor="t")
-    with pytest.raises(service.ConflictError, match="start is allowed only when it is draft"):
+    with pytest.raises(
+        service.ConflictError,
+        match="cannot start experiment 'exp-a': it is running, and this is allowed only "
+        "when it is draft",
+    ):
         service.start_experiment(session, "exp-a", actor="t")
         service.start_experiment(session, "exp-a", actor="t")
     session.rollback()
@@ -216,3 +220,13 @@ def test_stop_and_lifecycle_rules(session: Session) -> None:
         "start",
         "stop",
     ]
+
+
+def test_setting_the_same_weights_again_is_refused_as_a_no_op(session: Session) -> None:
+    service.create_experiment(session, spec(weights=[20, 80]), actor="t")
+    with pytest.raises(service.InvalidInputError, match="weights are already 20/80"):
+        service.set_weights(session, "exp-a", [20, 80], actor="t")
+    session.rollback()
+    assert len(service.get_experiment(session, "exp-a").phases) == 1
+    view = service.set_weights(session, "exp-a", [20, 80], actor="t", mode="rerandomize")
+    assert len(view.phases) == 2  # a new seed is a real change

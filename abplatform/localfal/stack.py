@@ -474,7 +474,7 @@ class LocalFal:
             "FAL_RUN_HOST": f"{LOOPBACK}:{self.queue_port}",
             "FAL_QUEUE_RUN_HOST": f"{LOOPBACK}:{self.queue_port}/queue",
             "SSL_CERT_FILE": str(self.trust_bundle),
-            "FAL_KEY": "local",
+            "FAL_KEY": "local-key-id:local-key-secret",  # id:secret, as fal expects
             "NO_PROXY": no_proxy,
             "no_proxy": no_proxy,
         }
