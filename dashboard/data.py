@@ -9,6 +9,7 @@ recomputed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -112,6 +113,16 @@ def experiment_results(view: service.ExperimentView, s: AnalysisSettings) -> Exp
     )
 
 
+def _report_or_none(db: Database, name: str) -> Report | None:
+    """The default report, or None if it fails: one broken experiment must not take the
+    whole overview down (its own page shows the error)."""
+    try:
+        return _build_report(db, name, DEFAULT_SETTINGS)
+    except Exception:
+        logging.getLogger(__name__).exception("report of %s failed", name)
+        return None
+
+
 def overview() -> list[OverviewRow]:
     """Every experiment, newest first, with its activity, last change and (when it has
     data) its report under the default settings."""
@@ -126,7 +137,7 @@ def overview() -> list[OverviewRow]:
             (
                 _report_key(db, v, DEFAULT_SETTINGS),
                 acts[v.id].watermark,
-                lambda name=v.name: _build_report(db, name, DEFAULT_SETTINGS),
+                lambda name=v.name: _report_or_none(db, name),
             )
             for v in with_data
         ],
