@@ -280,6 +280,59 @@ def _comparison(
 # ----------------------------------------------------------------------------- builder
 
 
+def _metric_statistics(
+    variants: tuple[service.VariantView, ...],
+    unit_by_variant: dict[int, q.UnitAggregates],
+    feedback: list[q.MetricAggregates],
+    hists: dict[int, LatencyHistogram],
+) -> tuple[dict[str, dict[int, Statistic]], list[str]]:
+    """``{metric: {variant_id: statistic}}`` for every metric, and the feedback metrics.
+
+    Request metrics are unit-level ratios (delta method); latency quantiles come from the
+    histograms; a feedback metric is a proportion when every unit has one 0/1 value, else
+    a ratio (sum of values / number of values per unit).
+    """
+    stats: dict[str, dict[int, Statistic]] = {m: {} for m in BUILTIN_METRICS}
+    for v in variants:
+        u = unit_by_variant.get(v.id) or q.UnitAggregates(v.id, 0, *([0.0] * 10))
+        stats["error_rate"][v.id] = _ratio(
+            u.units, u.errs, u.errs_ss, u.reqs, u.reqs_ss, u.errs_reqs
+        )
+        stats["latency_mean"][v.id] = _ratio(u.units, u.lat, u.lat_ss, u.ok, u.ok_ss, u.lat_ok)
+        for metric, p in LATENCY_QUANTILES.items():
+            stats[metric][v.id] = hists[v.id].quantile(p)
+    feedback_metrics = sorted({f.metric for f in feedback})
+    for metric in feedback_metrics:
+        rows = {f.variant_id: f for f in feedback if f.metric == metric}
+        binary = all(r.binary_single for r in rows.values())
+        stats[metric] = {}
+        for v in variants:
+            r = rows.get(v.id)
+            if binary:
+                stats[metric][v.id] = ProportionStatistic(
+                    n=r.units if r else 0, sum=r.total if r else 0.0
+                )
+            elif r is None:
+                stats[metric][v.id] = _ratio(0, 0, 0, 0, 0, 0)
+            else:
+                stats[metric][v.id] = _ratio(
+                    r.units, r.total, r.total_ss, r.cnt, r.cnt_ss, r.total_cnt
+                )
+    return stats, feedback_metrics
+
+
+def _metric_order(
+    exp: service.ExperimentView, stats: dict[str, dict[int, Statistic]], feedback: list[str]
+) -> list[str]:
+    """Metrics to report: primary first, then guardrails, then the rest. Imported
+    experiments have no request metrics."""
+    request_metrics = BUILTIN_METRICS if exp.source == "live" else ()
+    names = [exp.primary_metric] if exp.primary_metric in stats else []
+    names += [g for g in exp.guardrails if g in stats and g not in names]
+    names = [m for m in names if m in feedback or m in request_metrics]
+    return names + [m for m in (*feedback, *request_metrics) if m not in names]
+
+
 def build_report(
     session: Session,
     name: str,
@@ -324,38 +377,8 @@ def build_report(
     buckets = q.latency_buckets(session, exp.id, ph.id)
     hists = {v.id: LatencyHistogram.from_buckets(buckets.get(v.id, {}), BINS) for v in variants}
 
-    stats: dict[str, dict[int, Statistic]] = {m: {} for m in BUILTIN_METRICS}
-    for v in variants:
-        u = unit_by_variant.get(v.id) or q.UnitAggregates(v.id, 0, *([0.0] * 10))
-        stats["error_rate"][v.id] = _ratio(
-            u.units, u.errs, u.errs_ss, u.reqs, u.reqs_ss, u.errs_reqs
-        )
-        stats["latency_mean"][v.id] = _ratio(u.units, u.lat, u.lat_ss, u.ok, u.ok_ss, u.lat_ok)
-        for metric, p in LATENCY_QUANTILES.items():
-            stats[metric][v.id] = hists[v.id].quantile(p)
-    feedback_metrics = sorted({f.metric for f in feedback})
-    for metric in feedback_metrics:
-        rows = {f.variant_id: f for f in feedback if f.metric == metric}
-        binary = all(r.binary_single for r in rows.values())
-        stats[metric] = {}
-        for v in variants:
-            r = rows.get(v.id)
-            if binary:
-                stats[metric][v.id] = ProportionStatistic(
-                    n=r.units if r else 0, sum=r.total if r else 0.0
-                )
-            elif r is None:
-                stats[metric][v.id] = _ratio(0, 0, 0, 0, 0, 0)
-            else:
-                stats[metric][v.id] = _ratio(
-                    r.units, r.total, r.total_ss, r.cnt, r.cnt_ss, r.total_cnt
-                )
-
-    metric_names = [exp.primary_metric] if exp.primary_metric in stats else []
-    metric_names += [g for g in exp.guardrails if g in stats and g not in metric_names]
-    request_metrics = BUILTIN_METRICS if exp.source == "live" else ()  # imports: no requests
-    metric_names = [m for m in metric_names if m in feedback_metrics or m in request_metrics]
-    metric_names += [m for m in (*feedback_metrics, *request_metrics) if m not in metric_names]
+    stats, feedback_metrics = _metric_statistics(variants, unit_by_variant, feedback, hists)
+    metric_names = _metric_order(exp, stats, feedback_metrics)
     notes: list[str] = []
     if exp.primary_metric not in stats:
         notes.append(f"primary metric '{exp.primary_metric}' has no data in this phase yet")
