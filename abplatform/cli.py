@@ -356,8 +356,16 @@ def up(
             if k.startswith(("FAL_", "SSL_")):
                 console.print(f"      export {k}={v}", highlight=False)
         console.print("Ctrl-C to stop.")
-        while True:
+        while (dead := stack.dead_services()) == []:
             time.sleep(1)
+        for service_process in dead:
+            err_console.print(
+                f"[bold red]error:[/] {service_process.name} exited with code "
+                f"{service_process.process.returncode}; stopping everything. Its log "
+                f"({service_process.log_path}) ends with:\n{escape(service_process.log_tail(15))}",
+                highlight=False,
+            )
+        raise typer.Exit(1)
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:

@@ -168,6 +168,11 @@ class LocalStack:
         service.wait_healthy(120.0, "/_stcore/health")
         return service
 
+    def dead_services(self) -> list[ServiceProcess]:
+        """Started processes (backends, gateway, router, dashboard) that have exited."""
+        started = [*(self.fal.services.values() if self.fal else ()), self.dashboard]
+        return [p for p in started if p is not None and not p.is_running()]
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
