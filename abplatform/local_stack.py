@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
 from abplatform import database
-from abplatform.localfal.stack import LocalFal, ServiceProcess, free_port
+from abplatform.localfal.stack import LocalFal, ServiceProcess, free_port, start_service
 from abplatform.settings import Settings
 
 ROUTER_APP_ID = "abplatform/ab-router"
@@ -146,27 +145,15 @@ class LocalStack:
             self.generated_password = secrets.token_urlsafe(12)
             env["ABPLATFORM_OPERATOR_PASSWORD"] = self.generated_password
         assert self.dashboard_port is not None
-        log_path = self.home / "logs" / "dashboard.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "wb")  # noqa: SIM115 - closed by ServiceProcess.stop
-        process = subprocess.Popen(
-            dashboard_command(self.dashboard_port),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        service = ServiceProcess(
+        return start_service(
+            str(DASHBOARD_APP),
+            self.dashboard_port,
+            env,
             name="dashboard",
-            target="dashboard/app.py",
-            host="127.0.0.1",
-            port=self.dashboard_port,
-            process=process,
-            log_path=log_path,
-            _log=log,
+            log_path=self.home / "logs" / "dashboard.log",
+            command=dashboard_command(self.dashboard_port),
+            health_path="/_stcore/health",
         )
-        service.wait_healthy(120.0, "/_stcore/health")
-        return service
 
     def dead_services(self) -> list[ServiceProcess]:
         """Started processes (backends, gateway, router, dashboard) that have exited."""

@@ -214,8 +214,9 @@ def start_service(
     health_path: str = "/health",
     inherit_env: bool = True,
     python: str = sys.executable,
+    command: Sequence[str] | None = None,
 ) -> ServiceProcess:
-    """Start ``python -m abplatform.localfal.serve TARGET`` as a subprocess.
+    """Start ``python -m abplatform.localfal.serve TARGET`` (or ``command``) as a subprocess.
 
     Args:
         target: "module:Name": a ``fal.App`` subclass, FastAPI app or app factory
@@ -234,6 +235,8 @@ def start_service(
         health_path: path polled by ``wait``.
         inherit_env: start from a copy of ``os.environ``.
         python: interpreter to run.
+        command: run this instead of serving ``target`` (``target`` then only labels it),
+            e.g. a Streamlit server; it must listen on ``host:port``.
 
     Returns:
         The running service. Stop it with ``.stop()`` or use it as a context manager.
@@ -252,7 +255,9 @@ def start_service(
     full_env.update(env or {})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     cmd = [python, "-m", "abplatform.localfal.serve", target, "--host", host, "--port", str(port)]
-    if certificate is not None:
+    if command is not None:
+        cmd = list(command)
+    elif certificate is not None:
         cmd += [
             "--ssl-certfile",
             str(certificate.cert_path),
