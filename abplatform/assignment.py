@@ -495,12 +495,25 @@ def assign_variant(
     ``n = gb_hash(seed, unit_id, hash_version)`` (hashing.md section 7 step 6), then the
     variant whose :func:`covered_intervals` contain ``n``. Returns ``None`` for an empty unit
     id, an unknown hash version, or a hash in the coverage gap. ``seed`` is normally the
-    experiment key, or :func:`rerandomize_seed` of it for a re-randomised phase.
+    experiment key, or :func:`rerandomize_seed` of it for a re-randomised phase. A caller that
+    assigns many units under one configuration computes ``covered_intervals`` once and calls
+    :func:`assign_to_ranges`.
 
     Raises:
         ValueError: if ``coverage`` is not a fraction in ``[0, 1]``.
     """
     ranges = covered_intervals(allocation, coverage)
+    return assign_to_ranges(unit_id, seed=seed, hash_version=hash_version, ranges=ranges)
+
+
+def assign_to_ranges(
+    unit_id: str,
+    *,
+    seed: str,
+    hash_version: int,
+    ranges: Sequence[Sequence[tuple[float, float]]],
+) -> int | None:
+    """:func:`assign_variant` with the enrolled ranges (``covered_intervals``) precomputed."""
     if not unit_id:
         return None
     n = gb_hash(seed, unit_id, hash_version)

@@ -260,12 +260,11 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         if cfg.winner_index is not None:
             assigned: int | None = cfg.winner_index
         else:
-            assigned = assignment.assign_variant(
+            assigned = assignment.assign_to_ranges(
                 req.unit_id,
                 seed=cfg.hash_seed,
                 hash_version=cfg.hash_version,
-                allocation=cfg.allocation,
-                coverage=cfg.coverage,
+                ranges=cfg.enrolled_ranges,
             )
         target = cfg.variants[assigned if assigned is not None else cfg.control_index]
         request_id = uuid.uuid4().hex

@@ -11,6 +11,7 @@ fractions in the database; coverage is percent here (0–100) and a fraction in 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import secrets
@@ -199,6 +200,11 @@ class RoutingConfig:
     variants: tuple[RoutingVariant, ...]
     winner_index: int | None
     fallback_to_control: bool
+
+    @functools.cached_property
+    def enrolled_ranges(self) -> tuple[tuple[tuple[float, float], ...], ...]:
+        """Per variant, the hash ranges enrolled at this coverage (computed once per config)."""
+        return assignment.covered_intervals(self.allocation, self.coverage)
 
     @property
     def control_index(self) -> int:
