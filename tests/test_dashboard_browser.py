@@ -81,17 +81,14 @@ def stack(
     the stack's fresh home (building them takes 10-25 s).
     """
     from abplatform.pipelines import ensure_tiny_pipelines
-    from tests.conftest import _admin_execute, database_url
+    from tests.helpers import fresh_database
 
-    _admin_execute(pg_server_url, "DROP DATABASE IF EXISTS dashboard_e2e WITH (FORCE)")
-    _admin_execute(pg_server_url, "CREATE DATABASE dashboard_e2e TEMPLATE abplatform_template")
+    url = fresh_database(pg_server_url, "dashboard_e2e")
     get_settings.cache_clear()
     home = Path(tmp_path_factory.mktemp("dashboard-stack"))
     ensure_tiny_pipelines(PIPELINE_CACHE)
     shutil.copytree(PIPELINE_CACHE / "pipelines", home / "pipelines")
-    with LocalStack(
-        home, config_ttl_s=0.5, database_url=database_url(pg_server_url, "dashboard_e2e")
-    ) as s:
+    with LocalStack(home, config_ttl_s=0.5, database_url=url) as s:
         yield s
 
 

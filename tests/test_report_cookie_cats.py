@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +15,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from tests.helpers import fresh_database, run_cli
+
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cookie_cats.csv"
-
-
-def run_cli(args: list[str], db_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db_url, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "abplatform.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +32,15 @@ def raw() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str, template_url: str) -> dict:
-    from tests.conftest import _admin_execute, database_url
-
-    _admin_execute(pg_server_url, "CREATE DATABASE cookie_cats TEMPLATE abplatform_template")
-    url = database_url(pg_server_url, "cookie_cats")
+    url = fresh_database(pg_server_url, "cookie_cats")
     imported = run_cli(
-        ["import", str(CSV), "--experiment", "cookie-cats", "--unit", "userid",
-         "--variant", "version", "--control", "gate_30",
-         "--metric", "retention_1", "--metric", "retention_7"],
-        url,
+        url, "import", str(CSV), "--experiment", "cookie-cats", "--unit", "userid",
+        "--variant", "version", "--control", "gate_30",
+        "--metric", "retention_1", "--metric", "retention_7",
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
     assert "imported 90,189 units" in imported.stdout and "no rows rejected" in imported.stdout
-    out = run_cli(
-        ["report", "cookie-cats", "--json", "--fixed-horizon", "--correction", "none"], url
-    )
+    out = run_cli(url, "report", "cookie-cats", "--json", "--fixed-horizon", "--correction", "none")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 

@@ -19,6 +19,7 @@ from abplatform.local_stack import LocalStack
 from abplatform.models import Outcome, RequestLog
 from abplatform.service import ExperimentSpec, VariantSpec
 from abplatform.settings import get_settings
+from tests.helpers import fresh_database
 
 V1, V2, BROKEN = "abplatform/model-v1", "abplatform/model-v2", "abplatform/model-broken"
 ARGS = {"prompt": "a red fox", "num_inference_steps": 1}
@@ -33,17 +34,13 @@ def stack(
     ``abplatform/model-broken`` is a known backend app id that the gateway cannot route
     (it answers 404), standing in for a backend that fails.
     """
-    from tests.conftest import _admin_execute, database_url
-
-    _admin_execute(pg_server_url, "CREATE DATABASE router_e2e TEMPLATE abplatform_template")
+    url = fresh_database(pg_server_url, "router_e2e")
     old = os.environ.get("ABPLATFORM_BACKEND_APPS")
     os.environ["ABPLATFORM_BACKEND_APPS"] = f"{V1},{V2},{BROKEN}"
     get_settings.cache_clear()
     home = Path(tmp_path_factory.mktemp("stack", numbered=True))
     try:
-        with LocalStack(
-            home, config_ttl_s=0.5, database_url=database_url(pg_server_url, "router_e2e")
-        ) as s:
+        with LocalStack(home, config_ttl_s=0.5, database_url=url) as s:
             yield s
     finally:
         if old is None:
@@ -331,10 +328,10 @@ def test_writer_keeps_rows_while_the_database_is_down_and_writes_them_when_it_is
 
     from abplatform import logstore
     from abplatform.batch_writer import BatchWriter
-    from tests.conftest import _admin_execute, database_url
+    from tests.helpers import TEMPLATE, admin_execute, database_url
 
     name = "writer_outage"
-    _admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     db = make_database(database_url(pg_server_url, name))  # does not exist yet: "down"
 
     async def scenario() -> BatchWriter:
@@ -353,7 +350,7 @@ def test_writer_keeps_rows_while_the_database_is_down_and_writes_them_when_it_is
             )  # fmt: skip
         await asyncio.sleep(0.5)
         assert writer.pending == 25 and writer.stats.failed_flushes >= 1
-        _admin_execute(pg_server_url, f"CREATE DATABASE {name} TEMPLATE abplatform_template")
+        admin_execute(pg_server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         with db.engine.begin() as conn:  # parents of the rows
             conn.exec_driver_sql(
                 "INSERT INTO experiments (id, name, description, status, hash_seed, hash_version,"
