@@ -55,3 +55,25 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
     database.upgrade(db_url)
     database.upgrade(db_url)
     assert _tables(db_url) == TABLES
+
+
+def test_upgrading_to_the_rollups_backfills_them_from_existing_logs(db_url: str) -> None:
+    import numpy as np
+
+    from abplatform import logstore, rollups
+    from abplatform.database import make_database
+    from tests.test_report import create, simulate
+    from tests.test_rollups import snapshot
+
+    db = make_database(db_url)
+    with db.sessions() as session:
+        view = create(session)
+    reqs, outs = simulate(view, np.random.default_rng(6), units=40)
+    logstore.write_batch(db.engine, reqs, outs)
+    with db.engine.begin() as conn:
+        rollups.rebuild(conn, view.id)
+    expected = snapshot(db)
+    database.downgrade(db_url, "0002")  # logs kept, rollups dropped
+    database.upgrade(db_url)
+    assert snapshot(db) == expected
+    db.dispose()
