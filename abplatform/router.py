@@ -31,13 +31,13 @@ import fal
 from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
-from abplatform import assignment
+from abplatform.core import assignment
 from abplatform.settings import METRIC_VALUE_LIMIT
 
 if TYPE_CHECKING:
-    from abplatform.batch_writer import BatchWriter
-    from abplatform.database import Database
-    from abplatform.service import RoutingConfig, RoutingVariant
+    from abplatform.service.experiments import RoutingConfig, RoutingVariant
+    from abplatform.store.connection import Database
+    from abplatform.store.writer import BatchWriter
 
 log = logging.getLogger("abplatform.router")
 
@@ -90,7 +90,7 @@ class ConfigCache:
         self._task: asyncio.Task[None] | None = None
 
     def _load(self, name: str) -> RoutingConfig | None:
-        from abplatform import service
+        from abplatform.service import experiments as service
 
         with self._db.sessions() as session:
             try:
@@ -196,9 +196,10 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         """Connect to the database, start the config refresher and the log writer."""
         import fal_client
 
-        from abplatform import database, logstore
-        from abplatform.batch_writer import BatchWriter
         from abplatform.settings import get_settings
+        from abplatform.store import connection as database
+        from abplatform.store import logstore
+        from abplatform.store.writer import BatchWriter
 
         self.settings = get_settings()
         self.db: Database = database.make_database(database.resolve_url(self.settings))
@@ -324,7 +325,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             self.recent.popitem(last=False)
 
     def _find_request(self, request_id: str) -> tuple[int, int, str] | None:
-        from abplatform import service
+        from abplatform.service import experiments as service
 
         with self.db.sessions() as session:
             return service.find_request(session, request_id)

@@ -7,7 +7,7 @@ creates a running experiment (control vs treatment, 50/50, primary metric
 psycopg ``COPY`` (then rebuilds the rollups, as a bulk load must), and then times, in
 this one process:
 
-* the stats report alone (:func:`abplatform.report.build_report`), the baseline;
+* the stats report alone (:func:`abplatform.service.reports.build_report`), the baseline;
 * rendering the whole experiment page with Streamlit's ``AppTest`` (report, cumulative
   lift with its confidence sequence, latency histogram, charts, tables) with the
   dashboard's result store emptied first, so every run computes everything ("cold");
@@ -35,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from abplatform import database, rollups, service
-from abplatform.report import build_report
-from abplatform.service import ExperimentSpec, VariantSpec
+from abplatform.service import experiments as service
+from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform.service.reports import build_report
+from abplatform.store import connection as database
+from abplatform.store import rollups
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 NAME = "bench-img"

@@ -24,9 +24,11 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 
-from abplatform import database, rollups, service
-from abplatform.report import build_report
-from abplatform.service import ExperimentSpec, VariantSpec
+from abplatform.service import experiments as service
+from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform.service.reports import build_report
+from abplatform.store import connection as database
+from abplatform.store import rollups
 
 HOME = Path("/tmp/abplatform-bench")
 CHUNK = 1_000_000

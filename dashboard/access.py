@@ -1,6 +1,6 @@
 """Operator login in the sidebar, and the checks every write action makes.
 
-The rules live in :mod:`abplatform.auth`; this module keeps the login state of one
+The rules live in :mod:`dashboard.auth`; this module keeps the login state of one
 browser session (``st.session_state``) and draws the login box. Pages show write
 widgets only when :func:`is_operator` is true, and every write callback checks it again
 (:func:`require_operator`) before it calls the service.
@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from abplatform import auth
+from dashboard import auth
 
 OPERATOR_KEY = "_operator"
 THROTTLE_KEY = "_login_throttle"

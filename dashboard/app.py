@@ -18,7 +18,7 @@ try:  # `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the pr
 except ImportError:  # pragma: no cover - only without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abplatform.database import DatabaseUnavailableError
+from abplatform.store.connection import DatabaseUnavailableError
 from dashboard import access, context, data, nav
 from dashboard.views import audit, create, experiment, overview
 

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from abplatform import database as db_module
 from abplatform.settings import Settings
+from abplatform.store import connection as db_module
 from dashboard.store import ResultStore
 
 REFRESH_ENV = "ABPLATFORM_DASHBOARD_REFRESH_S"

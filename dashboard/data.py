@@ -1,5 +1,5 @@
 """What the pages show, loaded through the service, the report and
-:mod:`abplatform.dashboard_data` (no SQL here), via the process-wide result store.
+:mod:`abplatform.service.dashboard` (no SQL here), via the process-wide result store.
 
 The report, the cumulative lift and the latency histogram of one experiment are
 computed concurrently (each on its own database session) and stored with the data
@@ -13,10 +13,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from abplatform import dashboard_data, report, service
-from abplatform.dashboard_data import CumulativeLift, ExperimentActivity, LastChange, LatencyBin
-from abplatform.database import Database
-from abplatform.report import Report
+from abplatform.service import dashboard as dashboard_data
+from abplatform.service import experiments as service
+from abplatform.service import reports as report
+from abplatform.service.dashboard import CumulativeLift, ExperimentActivity, LastChange, LatencyBin
+from abplatform.service.reports import Report
+from abplatform.store.connection import Database
 from dashboard import context
 
 

@@ -1,15 +1,15 @@
 """Tables and one-line summaries of a report, as pandas DataFrames and strings.
 
 Numbers are formatted for reading (percent, ms, p-values), in the conventions of the
-CLI's rendering (:mod:`abplatform.report_render`): "–" for a value that does not exist.
+CLI's rendering (:mod:`abplatform.cli.render`): "–" for a value that does not exist.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from abplatform.report import Comparison, Report
-from abplatform.service import ExperimentView
+from abplatform.service.experiments import ExperimentView
+from abplatform.service.reports import Comparison, Report
 
 DASH = "–"
 

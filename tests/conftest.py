@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from abplatform import database
+from abplatform.store import connection as database
 from tests.helpers import TEMPLATE, admin_execute, database_url
 
 _counter = itertools.count()
@@ -52,7 +52,7 @@ def db_url(pg_server_url: str, template_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[database.Database]:
-    """A :class:`abplatform.database.Database` on the fresh test database."""
+    """A :class:`abplatform.store.connection.Database` on the fresh test database."""
     d = database.make_database(db_url)
     yield d
     d.dispose()

@@ -1,4 +1,4 @@
-"""Conformance of abplatform.assignment with GrowthBook's cross-SDK test vectors.
+"""Conformance of abplatform.core.assignment with GrowthBook's cross-SDK test vectors.
 
 Every vector of the ``hash``, ``getBucketRange``, ``chooseVariation``, ``getEqualWeights`` and
 ``inNamespace`` sections of ``tests/data/growthbook_cases.json`` (GrowthBook
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from abplatform.assignment import (
+from abplatform.core.assignment import (
     choose_variation,
     fnv1a32,
     gb_hash,

@@ -2,10 +2,10 @@
 
 Each property test draws weight vectors (2-5 variants, fractions) with hypothesis and checks
 the property for every one of ``N_UNITS`` unit ids ``"user-0" .. "user-99999"``. Hash values
-are computed once per (seed, hash version) with :func:`abplatform.assignment.gb_hash` and
+are computed once per (seed, hash version) with :func:`abplatform.core.assignment.gb_hash` and
 cached; variants are then located with numpy masks (``assign_all``), which
 ``test_vectorised_helper_agrees_with_assign_variant_for_every_unit`` proves equivalent to
-:func:`abplatform.assignment.assign_variant`.
+:func:`abplatform.core.assignment.assign_variant`.
 
 Properties (labels as in the design brief):
 
@@ -42,7 +42,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2_contingency, chisquare
 
-from abplatform.assignment import (
+from abplatform.core.assignment import (
     MEASURE_TOL,
     Allocation,
     assign_variant,
@@ -188,7 +188,7 @@ def test_same_unit_always_gets_the_same_variant(
 
 def test_assignment_does_not_depend_on_the_process_or_pythonhashseed() -> None:
     code = (
-        "from abplatform.assignment import assign_variant, fresh_allocation\n"
+        "from abplatform.core.assignment import assign_variant, fresh_allocation\n"
         "a = fresh_allocation([0.5, 0.25, 0.25])\n"
         "print([assign_variant(f'user-{i}', seed='exp-checkout', hash_version=2, "
         "allocation=a, coverage=0.9) for i in range(2000)])\n"

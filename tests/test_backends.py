@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from abplatform.localfal.serve import build_asgi_app
-from abplatform.pipelines import build_tiny_pipeline, ensure_tiny_pipelines
+from abplatform.local.pipelines import build_tiny_pipeline, ensure_tiny_pipelines
+from abplatform.local.serve import build_asgi_app
 from backends.model_v1 import ModelV1
 from backends.model_v2 import ModelV2
 

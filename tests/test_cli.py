@@ -111,7 +111,7 @@ def test_import_counts_bad_rows_and_refuses_an_empty_file(db_url: str, tmp_path)
 def test_up_refuses_a_port_that_is_in_use() -> None:
     import socket
 
-    from abplatform.local_stack import PortInUseError, check_port_free
+    from abplatform.local.stack import PortInUseError, check_port_free
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -2,8 +2,8 @@
 against a real PostgreSQL (one fresh database per test).
 
 Every write goes through the UI; what was (or was not) saved is checked through the
-service. Also here: the data layer the pages read (:mod:`abplatform.dashboard_data`),
-the operator-login rules (:mod:`abplatform.auth`) and the result store.
+service. Also here: the data layer the pages read (:mod:`abplatform.service.dashboard`),
+the operator-login rules (:mod:`dashboard.auth`) and the result store.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from abplatform import auth, dashboard_data, logstore, service
-from abplatform.database import Database
-from abplatform.report import build_report
-from abplatform.service import ExperimentSpec, VariantSpec
+from abplatform.service import dashboard as dashboard_data
+from abplatform.service import experiments as service
+from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform.service.reports import build_report
+from abplatform.store import logstore
+from abplatform.store.connection import Database
+from dashboard import auth
 from dashboard.store import ResultStore
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -990,7 +993,7 @@ def test_the_store_reuses_current_results_and_refreshes_stale_ones_in_the_backgr
 def test_an_imported_experiment_shows_its_report_without_request_charts(
     app_env: str, db: Database, tmp_path: Path
 ) -> None:
-    from abplatform.importer import import_csv
+    from abplatform.service.imports import import_csv
 
     csv = tmp_path / "old.csv"
     lines = ["user,group,retained"]

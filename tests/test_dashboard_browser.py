@@ -25,10 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from abplatform import auth, service
-from abplatform.local_stack import LocalStack
-from abplatform.localfal.stack import free_port
+from abplatform.local.falcloud import free_port
+from abplatform.local.stack import LocalStack
+from abplatform.service import experiments as service
 from abplatform.settings import get_settings
+from dashboard import auth
 
 pytestmark = pytest.mark.browser
 
@@ -80,7 +81,7 @@ def stack(
     The tiny pipelines are built once into a cache under ``.abplatform/`` and copied into
     the stack's fresh home (building them takes 10-25 s).
     """
-    from abplatform.pipelines import ensure_tiny_pipelines
+    from abplatform.local.pipelines import ensure_tiny_pipelines
     from tests.helpers import fresh_database
 
     url = fresh_database(pg_server_url, "dashboard_e2e")

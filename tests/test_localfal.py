@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from abplatform.localfal.queue import QUEUE_CONFIG_ENV, create_queue_app
-from abplatform.localfal.stack import LocalFal, free_port, start_service
-from abplatform.localfal.tls import ensure_local_certificate
+from abplatform.local.falcloud import LocalFal, free_port, start_service
+from abplatform.local.gateway import QUEUE_CONFIG_ENV, create_queue_app
+from abplatform.local.tls import ensure_local_certificate
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -233,7 +233,7 @@ def test_start_service_serves_an_app_factory_over_https_and_stops_it(tmp_path: P
     certificate = ensure_local_certificate(tmp_path / "tls")
     env = {QUEUE_CONFIG_ENV: json.dumps({"routes": {V1: "http://127.0.0.1:9"}})}
     service = start_service(
-        "abplatform.localfal.queue:queue_app_from_env",
+        "abplatform.local.gateway:queue_app_from_env",
         free_port(),
         env,
         certificate=certificate,

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from abplatform import database
-from abplatform.models import Base
+from abplatform.store import connection as database
+from abplatform.store.models import Base
 
 TABLES = {
     "experiments", "variants", "phases", "requests", "outcomes", "audit_log",
@@ -60,8 +60,8 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
 def test_upgrading_to_the_rollups_backfills_them_from_existing_logs(db_url: str) -> None:
     import numpy as np
 
-    from abplatform import logstore, rollups
-    from abplatform.database import make_database
+    from abplatform.store import logstore, rollups
+    from abplatform.store.connection import make_database
     from tests.test_report import create, simulate
     from tests.test_rollups import snapshot
 

@@ -15,11 +15,12 @@ import pytest
 from scipy import stats
 from sqlalchemy.orm import Session
 
-from abplatform import logstore, service
-from abplatform.database import Database
-from abplatform.report import build_report
-from abplatform.service import ExperimentSpec, VariantSpec
-from abplatform.stats import RatioStatistic, welch_ttest
+from abplatform.core.stats import RatioStatistic, welch_ttest
+from abplatform.service import experiments as service
+from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform.service.reports import build_report
+from abplatform.store import logstore
+from abplatform.store.connection import Database
 
 V1, V2 = "abplatform/model-v1", "abplatform/model-v2"
 

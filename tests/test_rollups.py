@@ -7,8 +7,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from abplatform import logstore, rollups
-from abplatform.database import Database
+from abplatform.store import logstore, rollups
+from abplatform.store.connection import Database
 from tests.test_report import create, simulate
 
 TABLES = {

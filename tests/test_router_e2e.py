@@ -13,12 +13,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from abplatform import assignment, service
-from abplatform.database import Database, make_database
-from abplatform.local_stack import LocalStack
-from abplatform.models import Outcome, RequestLog
-from abplatform.service import ExperimentSpec, VariantSpec
+from abplatform.core import assignment
+from abplatform.local.stack import LocalStack
+from abplatform.service import experiments as service
+from abplatform.service.experiments import ExperimentSpec, VariantSpec
 from abplatform.settings import get_settings
+from abplatform.store.connection import Database, make_database
+from abplatform.store.models import Outcome, RequestLog
 from tests.helpers import fresh_database
 
 V1, V2, BROKEN = "abplatform/model-v1", "abplatform/model-v2", "abplatform/model-broken"
@@ -326,8 +327,8 @@ def test_writer_keeps_rows_while_the_database_is_down_and_writes_them_when_it_is
     import asyncio
     from datetime import UTC, datetime
 
-    from abplatform import logstore
-    from abplatform.batch_writer import BatchWriter
+    from abplatform.store import logstore
+    from abplatform.store.writer import BatchWriter
     from tests.helpers import TEMPLATE, admin_execute, database_url
 
     name = "writer_outage"

@@ -6,10 +6,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from abplatform import service
-from abplatform.database import Database
-from abplatform.models import AuditEntry, Experiment, Phase, Variant
-from abplatform.service import ExperimentSpec, VariantSpec
+from abplatform.service import experiments as service
+from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform.store.connection import Database
+from abplatform.store.models import AuditEntry, Experiment, Phase, Variant
 
 V1, V2 = "abplatform/model-v1", "abplatform/model-v2"
 

@@ -9,13 +9,13 @@ import pytest
 from scipy import integrate
 from scipy import stats as sps
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     GaussianPrior,
     SampleMeanStatistic,
     bayesian_test,
     effect_moments,
 )
-from abplatform.stats.bayesian import expected_positive_part
+from abplatform.core.stats.bayesian import expected_positive_part
 
 C8_A = SampleMeanStatistic(n=10, sum=100, sum_squares=1002.25)
 C8_B = SampleMeanStatistic(n=10, sum=105, sum_squares=1111.5)

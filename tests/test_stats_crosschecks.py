@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     SampleMeanStatistic,
     benjamini_hochberg,
     holm_bonferroni,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     RegressionAdjustedStatistic,
     SampleMeanStatistic,
     effect_moments,
     messages,
     welch_ttest,
 )
-from abplatform.stats.cuped import pooled_theta
+from abplatform.core.stats.cuped import pooled_theta
 
 
 def _cuped(post: np.ndarray, pre: np.ndarray) -> RegressionAdjustedStatistic:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     LatencyBins,
     LatencyHistogram,
     ProportionStatistic,

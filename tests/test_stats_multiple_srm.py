@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     ProportionStatistic,
     SampleMeanStatistic,
     adjust_p_values,

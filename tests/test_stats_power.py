@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     Baseline,
     SampleMeanStatistic,
     achieved_power,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     LatencyBins,
     LatencyHistogram,
     QuantileStatistic,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     ProportionStatistic,
     RegressionAdjustedStatistic,
     SampleMeanStatistic,
@@ -249,7 +249,7 @@ def test_reproduces_gbstats_reference_case(case: Case) -> None:
 
 
 def test_c16_pooled_theta_matches_gbstats_compute_theta() -> None:
-    from abplatform.stats.cuped import pooled_theta
+    from abplatform.core.stats.cuped import pooled_theta
 
     assert pooled_theta(C16_A, C16_B) == pytest.approx(0.7046049, abs=1e-7)
 

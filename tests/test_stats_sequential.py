@@ -9,13 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     ProportionStatistic,
     SampleMeanStatistic,
     sequential_test,
     welch_ttest,
 )
-from abplatform.stats.sequential import sequential_halfwidth, sequential_p_value, sequential_rho
+from abplatform.core.stats.sequential import (
+    sequential_halfwidth,
+    sequential_p_value,
+    sequential_rho,
+)
 
 ALPHA = 0.05
 N_EXPERIMENTS, N_LOOKS, UNITS_PER_LOOK = 500, 20, 100

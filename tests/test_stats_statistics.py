@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from abplatform.stats import (
+from abplatform.core.stats import (
     ProportionStatistic,
     RatioStatistic,
     SampleMeanStatistic,

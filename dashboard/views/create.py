@@ -1,7 +1,7 @@
 """Create experiment: a form for name, variants, split, coverage, metrics and seed.
 
-Validation is the service's (:class:`abplatform.service.ExperimentSpec` and
-:func:`abplatform.service.create_experiment`): a broken rule shows inline next to the
+Validation is the service's (:class:`abplatform.service.experiments.ExperimentSpec` and
+:func:`abplatform.service.experiments.create_experiment`): a broken rule shows inline next to the
 field it concerns, and nothing is saved. On success the new experiment opens.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from abplatform import service
-from abplatform.report import BUILTIN_METRICS
+from abplatform.service import experiments as service
+from abplatform.service.reports import BUILTIN_METRICS
 from abplatform.settings import get_settings
 from dashboard import access, context, nav
 

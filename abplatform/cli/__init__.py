@@ -1,0 +1,1 @@
+"""The ``abplatform`` command line (an edge): commands and their rich rendering."""

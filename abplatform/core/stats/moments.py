@@ -1,0 +1,109 @@
+"""Effect size and standard error of treatment vs control, shared by every engine.
+
+Formulas (gbstats ``frequentist_diff`` / ``frequentist_variance``, Eppo docs; see
+``/work/shared/reference/stats_cases.md``):
+
+* absolute: ``d = m_B - m_A``, ``se**2 = v_B/n_B + v_A/n_A``;
+* relative (delta method): ``d = (m_B - m_A)/|m_A|``,
+  ``se**2 = v_B/(m_A**2 n_B) + v_A m_B**2/(m_A**4 n_A)``;
+* Welch-Satterthwaite degrees of freedom from the raw per-arm variances (for both):
+  ``(v_A/n_A + v_B/n_B)**2 / ((v_A/n_A)**2/(n_A-1) + (v_B/n_B)**2/(n_B-1))``
+  (Welch 1947, Biometrika 34:28-35).
+
+CUPED pairs (:class:`~abplatform.core.stats.cuped.RegressionAdjustedStatistic`) use the
+adjusted formulas of :mod:`abplatform.core.stats.cuped`, with dof from adjusted variances.
+"""
+
+from __future__ import annotations
+
+import math
+
+from abplatform.core.stats import messages
+from abplatform.core.stats.cuped import RegressionAdjustedStatistic, cuped_effect
+from abplatform.core.stats.results import NAN, DifferenceType, EffectMoments, check_difference_type
+from abplatform.core.stats.statistics import Statistic
+
+
+def uninformative_reason(
+    control: Statistic, treatment: Statistic, difference: DifferenceType
+) -> str | None:
+    """Why the pair cannot be compared (a :mod:`messages` constant), or ``None``.
+
+    Checked in order: an empty arm, a statistic-specific problem (ratio denominator 0,
+    quantile outside the histogram), zero variance in either arm (gbstats behaviour),
+    and, for relative lifts only, a control mean of 0.
+    """
+    if control.n == 0 or treatment.n == 0:
+        return messages.NO_UNITS_IN_VARIATION
+    for stat in (control, treatment):
+        reason = stat.unusable_reason
+        if reason is not None:
+            return reason
+    if control.has_zero_variance or treatment.has_zero_variance:
+        return messages.ZERO_NEGATIVE_VARIANCE
+    if difference == "relative" and control.mean == 0:
+        return messages.BASELINE_VARIATION_ZERO
+    return None
+
+
+def welch_dof(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch-Satterthwaite degrees of freedom; ``inf`` when an arm has a single unit."""
+    if n_a < 2 or n_b < 2:
+        return math.inf
+    ua = var_a / n_a
+    ub = var_b / n_b
+    denominator = ua**2 / (n_a - 1) + ub**2 / (n_b - 1)
+    if denominator <= 0:
+        return math.inf
+    return (ua + ub) ** 2 / denominator
+
+
+def effect_moments(
+    control: Statistic, treatment: Statistic, difference: DifferenceType = "relative"
+) -> EffectMoments:
+    """Point estimate, standard error and Welch dof of treatment minus control.
+
+    Args:
+        control, treatment: statistics of the same kind (e.g. both
+            :class:`~abplatform.core.stats.statistics.SampleMeanStatistic`).
+        difference: ``"relative"`` (lift as a fraction of ``|m_A|``) or ``"absolute"``.
+
+    Returns:
+        :class:`EffectMoments`; uninformative (``nan`` estimate, ``error_message`` set) for
+        degenerate data. Never raises on data.
+
+    Raises:
+        TypeError: if the two statistics are of different kinds.
+        ValueError: if ``difference`` is not a known difference type.
+    """
+    check_difference_type(difference)
+    if type(control) is not type(treatment):
+        raise TypeError(f"cannot compare {type(control).__name__} with {type(treatment).__name__}")
+    n = control.n + treatment.n
+    reason = uninformative_reason(control, treatment, difference)
+    if reason is not None:
+        return EffectMoments(NAN, NAN, NAN, n, reason)
+    if isinstance(control, RegressionAdjustedStatistic):
+        assert isinstance(treatment, RegressionAdjustedStatistic)
+        estimate, var, control, treatment = cuped_effect(control, treatment, difference)
+    else:
+        estimate, var = _plain_effect(control, treatment, difference)
+    v_a, n_a, v_b, n_b = control.variance, control.n, treatment.variance, treatment.n
+    if not (var > 0 and v_a > 0 and v_b > 0):
+        return EffectMoments(NAN, NAN, NAN, n, messages.ZERO_NEGATIVE_VARIANCE)
+    return EffectMoments(estimate, math.sqrt(var), welch_dof(v_a, n_a, v_b, n_b), n)
+
+
+def _plain_effect(
+    control: Statistic, treatment: Statistic, difference: DifferenceType
+) -> tuple[float, float]:
+    """``(estimate, se**2)`` from per-arm means and variances (module docstring)."""
+    m_a, v_a, n_a = control.mean, control.variance, control.n
+    m_b, v_b, n_b = treatment.mean, treatment.variance, treatment.n
+    if difference == "relative":
+        estimate = (m_b - m_a) / abs(m_a)
+        var = v_b / (m_a**2 * n_b) + v_a * m_b**2 / (m_a**4 * n_a)
+    else:
+        estimate = m_b - m_a
+        var = v_b / n_b + v_a / n_a
+    return estimate, var

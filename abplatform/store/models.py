@@ -1,0 +1,285 @@
+"""SQLAlchemy 2 typed ORM models: the platform's PostgreSQL schema.
+
+Tables: ``experiments``, ``variants``, ``phases``, ``requests``, ``outcomes``, ``audit_log``.
+All timestamps are ``timestamptz`` and written in UTC. Split weights are stored as
+fractions in [0, 1] summing to 1 (the service and UI speak percent).
+The schema is created by the Alembic migrations in ``migrations/``, never by ``create_all``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a stable constraint naming convention (for Alembic)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+class ExperimentStatus(enum.StrEnum):
+    """Lifecycle: draft → running → (stopped | concluded)."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    CONCLUDED = "concluded"
+
+
+class RequestStatus(enum.StrEnum):
+    """Outcome of one routed request."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+def _ts(**kw: Any) -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), **kw)
+
+
+class Experiment(Base):
+    """An experiment comparing model versions; ``version`` guards against stale writes."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=ExperimentStatus.DRAFT.value)
+    hash_seed: Mapped[str] = mapped_column(String(200))
+    hash_version: Mapped[int] = mapped_column(Integer, default=2)
+    coverage: Mapped[float] = mapped_column(Double, default=1.0)
+    primary_metric: Mapped[str] = mapped_column(String(100), default="error_rate")
+    guardrails: Mapped[list[Any]] = mapped_column(default=list)
+    fallback_to_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    winner_variant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("variants.id", use_alter=True, ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts(onupdate=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    variants: Mapped[list[Variant]] = relationship(
+        back_populates="experiment",
+        order_by="Variant.position",
+        foreign_keys="Variant.experiment_id",
+        cascade="all, delete-orphan",
+    )
+    phases: Mapped[list[Phase]] = relationship(
+        back_populates="experiment", order_by="Phase.number", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft', 'running', 'stopped', 'concluded')", name="status_valid"
+        ),
+        CheckConstraint("coverage >= 0 AND coverage <= 1", name="coverage_fraction"),
+        CheckConstraint("hash_version IN (1, 2)", name="hash_version_known"),
+        CheckConstraint("source IN ('live', 'import')", name="source_known"),
+    )
+
+
+class Variant(Base):
+    """One arm: a ``model_version`` label served by a fal backend app."""
+
+    __tablename__ = "variants"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(100))
+    backend_app_id: Mapped[str] = mapped_column(String(200))
+    is_control: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    experiment: Mapped[Experiment] = relationship(
+        back_populates="variants", foreign_keys=[experiment_id]
+    )
+
+    __table_args__ = (UniqueConstraint("experiment_id", "key", name="uq_variants_experiment_key"),)
+
+
+class Phase(Base):
+    """A period with fixed split weights; every weight change starts a new phase."""
+
+    __tablename__ = "phases"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[list[Any]] = mapped_column()
+    allocation: Mapped[list[Any]] = mapped_column()
+    hash_seed: Mapped[str] = mapped_column(String(200))
+    coverage: Mapped[float] = mapped_column(Double)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = _ts()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    experiment: Mapped[Experiment] = relationship(back_populates="phases")
+
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "number", name="uq_phases_experiment_number"),
+    )
+
+
+class RequestLog(Base):
+    """One routed request, written by the router's background writer."""
+
+    __tablename__ = "requests"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(String(200))
+    assigned_variant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE")
+    )
+    served_variant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE")
+    )
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    latency_ms: Mapped[float] = mapped_column(Double)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()
+
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'error', 'timeout')", name="status_valid"),
+        CheckConstraint("latency_ms >= 0", name="latency_nonnegative"),
+        Index("ix_requests_experiment_phase", "experiment_id", "phase_id"),
+        Index("ix_requests_experiment_unit", "experiment_id", "unit_id"),
+    )
+
+
+class Outcome(Base):
+    """A feedback value (metric, value) for a request and/or a unit."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    outcome_key: Mapped[str] = mapped_column(String(64), unique=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = _ts()
+
+    __table_args__ = (Index("ix_outcomes_experiment_metric", "experiment_id", "metric"),)
+
+
+class AuditEntry(Base):
+    """Who changed what, when: the before and after state of every write action."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id", ondelete="SET NULL"), index=True
+    )
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = _ts()
+    action: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class UnitTotal(Base):
+    """Rollup: per (experiment, phase, unit, assigned variant), the unit's request totals.
+
+    Maintained by the log writer in the same transaction as the request rows it inserts,
+    so reports aggregate one row per unit instead of scanning every request.
+    ``lat_sum`` is the summed latency (ms) of successful requests.
+    """
+
+    __tablename__ = "unit_totals"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase_id: Mapped[int] = mapped_column(
+        ForeignKey("phases.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE"), primary_key=True
+    )
+    reqs: Mapped[int] = mapped_column(BigInteger)
+    errs: Mapped[int] = mapped_column(BigInteger)
+    oks: Mapped[int] = mapped_column(BigInteger)
+    lat_sum: Mapped[float] = mapped_column(Double)
+
+
+class LatencyBucket(Base):
+    """Rollup: count of successful requests per (experiment, phase, variant, latency bucket).
+
+    Buckets follow :class:`abplatform.core.stats.LatencyBins` (700 log-spaced bins, 0.1 ms–1000 s).
+    """
+
+    __tablename__ = "latency_buckets"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase_id: Mapped[int] = mapped_column(
+        ForeignKey("phases.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variants.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class UnitOutcome(Base):
+    """Rollup: per (experiment, phase, unit, metric), count and sum of outcome values."""
+
+    __tablename__ = "unit_outcomes"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    phase_id: Mapped[int] = mapped_column(
+        ForeignKey("phases.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cnt: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float] = mapped_column(Double)
+    all_binary: Mapped[bool] = mapped_column(Boolean)
