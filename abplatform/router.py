@@ -31,11 +31,17 @@ import fal
 from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
-from abplatform.core import assignment
+from abplatform.core.records import OutcomeRecord, RequestRecord, RequestStatus
+from abplatform.core.routing import (
+    NotServingError,
+    RouteDecision,
+    RoutingConfig,
+    RoutingVariant,
+    decide_route,
+)
 from abplatform.settings import METRIC_VALUE_LIMIT
 
 if TYPE_CHECKING:
-    from abplatform.service.experiments import RoutingConfig, RoutingVariant
     from abplatform.store.connection import Database
     from abplatform.store.writer import BatchWriter
 
@@ -90,12 +96,13 @@ class ConfigCache:
         self._task: asyncio.Task[None] | None = None
 
     def _load(self, name: str) -> RoutingConfig | None:
-        from abplatform.service import experiments as service
+        from abplatform.core.errors import NotFoundError
+        from abplatform.store import experiments
 
         with self._db.sessions() as session:
             try:
-                return service.routing_config(session, name)
-            except service.NotFoundError:
+                return experiments.routing_config(session, name)
+            except NotFoundError:
                 return None
 
     async def get(self, name: str) -> _CacheEntry:
@@ -186,7 +193,6 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         "fal-client>=1.0.3,<1.1",
         "sqlalchemy>=2.0.30,<2.2",
         "psycopg[binary]>=3.2,<3.4",
-        "alembic>=1.13,<1.21",
         "pydantic>=2.9,<2.15",
         "pydantic-settings>=2.5",
     ]
@@ -197,12 +203,12 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         import fal_client
 
         from abplatform.settings import get_settings
-        from abplatform.store import connection as database
-        from abplatform.store import logstore
+        from abplatform.store import connection, logstore
         from abplatform.store.writer import BatchWriter
 
         self.settings = get_settings()
-        self.db: Database = database.make_database(database.resolve_url(self.settings))
+        url = connection.require_url(self.settings.database_url, "the router")
+        self.db: Database = connection.make_database(url)
         self.configs = ConfigCache(self.db, self.settings.config_ttl_s)
         self.configs.start()
         engine = self.db.engine
@@ -252,72 +258,62 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
                 "experiment create) and check the name",
             )
         cfg = entry.config
-        if cfg.status not in ("running", "concluded"):
-            raise HTTPException(
-                409,
-                f"experiment '{cfg.name}' is {cfg.status}; only running or concluded "
-                "experiments serve requests",
-            )
-        if cfg.winner_index is not None:
-            assigned: int | None = cfg.winner_index
-        else:
-            assigned = assignment.assign_to_ranges(
-                req.unit_id,
-                seed=cfg.hash_seed,
-                hash_version=cfg.hash_version,
-                ranges=cfg.enrolled_ranges,
-            )
-        target = cfg.variants[assigned if assigned is not None else cfg.control_index]
+        try:
+            decision = decide_route(cfg, req.unit_id)
+        except NotServingError as exc:
+            raise HTTPException(409, str(exc)) from exc
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
-        served: RoutingVariant | None = target
-        status, error, result, failure = "ok", None, None, None
-        try:
-            result = await self._call(target, req, request_id)
-        except BackendError as exc:
-            failure = exc
-            if cfg.fallback_to_control and not target.is_control and exc.status >= 500:
-                control = cfg.variants[cfg.control_index]
-                try:
-                    result = await self._call(control, req, request_id)
-                    served, failure = control, None
-                except BackendError as exc2:
-                    failure = exc2
+        served, result, failure = await self._serve(cfg, decision, req, request_id)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        if failure is not None:
-            served, status, error = None, failure.log_status, str(failure.detail)[:4000]
         self.writer.log_request(
-            {
-                "request_id": request_id,
-                "experiment_id": cfg.experiment_id,
-                "phase_id": cfg.phase_id,
-                "unit_id": req.unit_id,
-                "assigned_variant_id": cfg.variants[assigned].id if assigned is not None else None,
-                "served_variant_id": served.id if served else None,
-                "model_version": served.model_version if served else None,
-                "latency_ms": latency_ms,
-                "status": status,
-                "error": error,
-                "created_at": datetime.now(UTC),
-            }
+            RequestRecord(
+                request_id=request_id,
+                experiment_id=cfg.experiment_id,
+                phase_id=cfg.phase_id,
+                unit_id=req.unit_id,
+                assigned_variant_id=decision.assigned.id if decision.assigned else None,
+                served_variant_id=served.id if served else None,
+                model_version=served.model_version if served else None,
+                latency_ms=latency_ms,
+                status=failure.log_status if failure else RequestStatus.OK.value,
+                error=str(failure.detail)[:4000] if failure else None,
+                created_at=datetime.now(UTC),
+            )
         )
         self._remember(request_id, cfg.experiment_id, cfg.phase_id, req.unit_id)
         if failure is not None:
             raise HTTPException(
                 failure.status,
-                {"error": failure.detail, "request_id": request_id, "variant": target.key},
+                {"error": failure.detail, "request_id": request_id, "variant": decision.target.key},
             )
-        body = result if isinstance(result, dict) else {"output": result}
         assert served is not None
+        body = result if isinstance(result, dict) else {"output": result}
         return {
             **body,
             "model_version": served.model_version,
             "experiment": cfg.name,
             "variant": served.key,
-            "assigned_variant": target.key if assigned is not None else None,
-            "in_experiment": assigned is not None,
+            "assigned_variant": decision.assigned.key if decision.assigned else None,
+            "in_experiment": decision.in_experiment,
             "request_id": request_id,
         }
+
+    async def _serve(
+        self, cfg: RoutingConfig, decision: RouteDecision, req: RouteRequest, request_id: str
+    ) -> tuple[RoutingVariant | None, Any, BackendError | None]:
+        """Call the target's backend, falling back to the control on a 5xx when the
+        experiment allows it. Returns (served variant, result, failure)."""
+        target = decision.target
+        try:
+            return target, await self._call(target, req, request_id), None
+        except BackendError as exc:
+            if not (cfg.fallback_to_control and not target.is_control and exc.status >= 500):
+                return None, None, exc
+        try:
+            return cfg.control, await self._call(cfg.control, req, request_id), None
+        except BackendError as exc:
+            return None, None, exc
 
     def _remember(self, request_id: str, experiment_id: int, phase_id: int, unit_id: str) -> None:
         self.recent[request_id] = (experiment_id, phase_id, unit_id)
@@ -325,10 +321,10 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             self.recent.popitem(last=False)
 
     def _find_request(self, request_id: str) -> tuple[int, int, str] | None:
-        from abplatform.service import experiments as service
+        from abplatform.store import experiments
 
         with self.db.sessions() as session:
-            return service.find_request(session, request_id)
+            return experiments.find_request(session, request_id)
 
     @fal.endpoint("/feedback")
     async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:
@@ -356,16 +352,16 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             )
         outcome_id = uuid.uuid4().hex
         self.writer.log_outcome(
-            {
-                "outcome_id": outcome_id,
-                "experiment_id": experiment_id,
-                "phase_id": phase_id,
-                "request_id": fb.request_id,
-                "unit_id": unit_id,
-                "metric": fb.metric,
-                "value": fb.value,
-                "created_at": datetime.now(UTC),
-            }
+            OutcomeRecord(
+                outcome_key=outcome_id,
+                experiment_id=experiment_id,
+                phase_id=phase_id,
+                request_id=fb.request_id,
+                unit_id=unit_id,
+                metric=fb.metric,
+                value=fb.value,
+                created_at=datetime.now(UTC),
+            )
         )
         return {"outcome_id": outcome_id, "recorded": True}
 

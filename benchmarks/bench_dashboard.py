@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from abplatform.service import experiments as service
-from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform import service
+from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.service.reports import build_report
 from abplatform.store import connection as database
 from abplatform.store import rollups

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 
-from abplatform.service import experiments as service
-from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform import service
+from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.service.reports import build_report
 from abplatform.store import connection as database
 from abplatform.store import rollups

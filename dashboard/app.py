@@ -1,6 +1,6 @@
 """The operator dashboard: ``streamlit run dashboard/app.py`` (or ``abplatform up``).
 
-Reads ``DATABASE_URL`` (else the embedded PostgreSQL in ``$ABPLATFORM_HOME``), the
+Reads ``DATABASE_URL`` (set by ``abplatform dashboard`` and ``abplatform up``), the
 operator password ``ABPLATFORM_OPERATOR_PASSWORD`` (or Streamlit secrets, or OIDC via
 ``[auth]`` secrets) and the refresh period ``ABPLATFORM_DASHBOARD_REFRESH_S``.
 Deep links: ``?page=experiment&experiment=<name>``.
@@ -18,7 +18,7 @@ try:  # `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the pr
 except ImportError:  # pragma: no cover - only without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abplatform.store.connection import DatabaseUnavailableError
+from abplatform.service.database import DatabaseUnavailableError
 from dashboard import access, context, data, nav
 from dashboard.views import audit, create, experiment, overview
 

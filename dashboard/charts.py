@@ -1,6 +1,6 @@
 """Altair charts of a report: forest plot, cumulative lift, latency distribution.
 
-Each function takes the report engine's (or :mod:`abplatform.service.dashboard`'s) typed
+Each function takes the report engine's (or :mod:`abplatform.service.reports`'s) typed
 results and returns an ``alt.Chart`` or None when there is nothing to draw. Lifts are
 fractions, drawn as percent; latencies are milliseconds.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from abplatform.service.dashboard import CumulativeLift, LatencyBin
-from abplatform.service.reports import Report
+from abplatform.core.report import Report
+from abplatform.core.series import CumulativeLift, LatencyBin
 from dashboard.tables import verdict
 
 CHART_HEIGHT = 300

@@ -1,7 +1,7 @@
 """Per-process resources and per-run context of the dashboard.
 
 * The database: :func:`database` connects once per URL (``DATABASE_URL``, read on every
-  run, else the embedded PostgreSQL) and applies migrations, cached with
+  run; required) and applies migrations, cached with
   ``st.cache_resource`` keyed on the URL, so a test that points ``DATABASE_URL`` at a
   fresh database gets its own connection pool.
 * The result store (:mod:`dashboard.store`), one per process.
@@ -19,8 +19,7 @@ from contextlib import contextmanager
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from abplatform.settings import Settings
-from abplatform.store import connection as db_module
+from abplatform.service import database as db_module
 from dashboard.store import ResultStore
 
 REFRESH_ENV = "ABPLATFORM_DASHBOARD_REFRESH_S"
@@ -30,14 +29,19 @@ FLASH_S = 15.0
 
 
 def database_url() -> str | None:
-    """``DATABASE_URL`` as set now (None: the embedded server)."""
+    """``DATABASE_URL`` as set now (None: unset, which the dashboard refuses)."""
     return os.environ.get("DATABASE_URL") or None
 
 
 @st.cache_resource(show_spinner="Connecting to PostgreSQL…", max_entries=16)
 def _database(url: str | None) -> db_module.Database:
-    settings = Settings() if url is None else Settings(database_url=url)
-    return db_module.connect(settings)
+    if not url:
+        raise db_module.DatabaseUnavailableError(
+            "DATABASE_URL is not set: the dashboard needs the experiment database "
+            "(postgresql://user:pass@host:5432/db). 'abplatform dashboard' and "
+            "'abplatform up' set it for you (the local embedded PostgreSQL by default)."
+        )
+    return db_module.open_database(url)
 
 
 def database() -> db_module.Database:

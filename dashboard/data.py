@@ -1,5 +1,5 @@
-"""What the pages show, loaded through the service, the report and
-:mod:`abplatform.service.dashboard` (no SQL here), via the process-wide result store.
+"""What the pages show, loaded through the services (:mod:`abplatform.service`; no SQL
+here), via the process-wide result store.
 
 The report, the cumulative lift and the latency histogram of one experiment are
 computed concurrently (each on its own database session) and stored with the data
@@ -13,12 +13,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from abplatform.service import dashboard as dashboard_data
-from abplatform.service import experiments as service
-from abplatform.service import reports as report
-from abplatform.service.dashboard import CumulativeLift, ExperimentActivity, LastChange, LatencyBin
-from abplatform.service.reports import Report
-from abplatform.store.connection import Database
+from abplatform import service
+from abplatform.core.analysis import pick_phase
+from abplatform.core.report import Correction, Method, Report
+from abplatform.service import reports
+from abplatform.service.database import Database
+from abplatform.service.reports import CumulativeLift, ExperimentActivity, LastChange, LatencyBin
 from dashboard import context
 
 
@@ -27,9 +27,9 @@ class AnalysisSettings:
     """How to analyse: test method, significance level, correction, phase (None: the
     report's default) and the metric of the cumulative chart (None: the primary)."""
 
-    method: report.Method = "sequential"
+    method: Method = "sequential"
     alpha: float = 0.05
-    correction: report.Correction = "holm"
+    correction: Correction = "holm"
     phase: int | None = None
     chart_metric: str | None = None
 
@@ -64,7 +64,7 @@ class OverviewRow:
 
 def analysed_phase(view: service.ExperimentView, number: int | None) -> service.PhaseView:
     """The phase the report analyses for ``number`` (None: the report's default)."""
-    return report.pick_phase(view, number)
+    return pick_phase(view, number)
 
 
 def _report_key(db: Database, view: service.ExperimentView, s: AnalysisSettings) -> tuple:
@@ -73,7 +73,7 @@ def _report_key(db: Database, view: service.ExperimentView, s: AnalysisSettings)
 
 def _build_report(db: Database, name: str, s: AnalysisSettings) -> Report:
     with db.sessions() as session:
-        return report.build_report(
+        return reports.build_report(
             session, name, phase=s.phase, method=s.method, alpha=s.alpha, correction=s.correction
         )
 
@@ -88,15 +88,15 @@ def experiment_results(view: service.ExperimentView, s: AnalysisSettings) -> Exp
     phase = analysed_phase(view, s.phase)
     metric = s.chart_metric or view.primary_metric
     with db.sessions() as session:
-        mark = dashboard_data.watermark(session, view.id)
+        mark = reports.watermark(session, view.id)
 
     def cumulative() -> CumulativeLift:
         with db.sessions() as session:
-            return dashboard_data.cumulative_lift(session, view, phase, metric, alpha=s.alpha)
+            return reports.cumulative_lift(session, view, phase, metric, alpha=s.alpha)
 
     def latency() -> list[LatencyBin]:
         with db.sessions() as session:
-            return dashboard_data.latency_distribution(session, view, phase)
+            return reports.latency_distribution(session, view, phase)
 
     base = (db.url, view.name, view.version, phase.number)
     requests = [(_report_key(db, view, s), mark, lambda: _build_report(db, view.name, s))]
@@ -131,8 +131,8 @@ def overview() -> list[OverviewRow]:
     db = context.database()
     with db.sessions() as session:
         views = service.list_experiments(session)
-        acts = dashboard_data.activity(session)
-        changes = dashboard_data.last_changes(session)
+        acts = reports.activity(session)
+        changes = reports.last_changes(session)
     with_data = [v for v in views if v.id in acts]
     stored = context.store().get_many(
         [
@@ -145,8 +145,8 @@ def overview() -> list[OverviewRow]:
         ],
         refresh_s=context.refresh_s(),
     )
-    reports = {v.id: x.value for v, x in zip(with_data, stored, strict=True)}
-    return [OverviewRow(v, acts.get(v.id), changes.get(v.id), reports.get(v.id)) for v in views]
+    by_id = {v.id: x.value for v, x in zip(with_data, stored, strict=True)}
+    return [OverviewRow(v, acts.get(v.id), changes.get(v.id), by_id.get(v.id)) for v in views]
 
 
 def experiment_names() -> list[str]:

@@ -3,7 +3,7 @@
 The stats report of a large experiment takes seconds of SQL; an operator's page must not
 wait for it on every rerun or refresh. :class:`ResultStore` keeps the newest result per
 key together with the *watermark* of the data it was computed from (see
-:func:`abplatform.service.dashboard.watermark`):
+:func:`abplatform.service.reports.watermark`):
 
 * same watermark: the stored result is current and is returned at once;
 * new data, and a stored result exists: the stored result is returned at once (marked

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from abplatform.service.experiments import ExperimentView
-from abplatform.service.reports import Comparison, Report
+from abplatform.core.report import Comparison, Report
+from abplatform.core.views import ExperimentView
 
 DASH = "–"
 

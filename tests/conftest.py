@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from abplatform.local.postgres import start_embedded_postgres
 from abplatform.store import connection as database
+from abplatform.store.migrate import upgrade
 from tests.helpers import TEMPLATE, admin_execute, database_url
 
 _counter = itertools.count()
@@ -26,7 +28,7 @@ _counter = itertools.count()
 def pg_server_url() -> Iterator[str]:
     """SQLAlchemy URL of the ``postgres`` database of a real PostgreSQL 18 server."""
     home = Path(tempfile.mkdtemp(prefix="abplatform-test-", dir="/tmp"))
-    url = database.start_embedded_postgres(home)
+    url = start_embedded_postgres(home)
     yield url
     # embedded-postgres stops the server when this process exits; the folder is in /tmp.
 
@@ -37,7 +39,7 @@ def template_url(pg_server_url: str) -> str:
     admin_execute(pg_server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}")
     admin_execute(pg_server_url, f"CREATE DATABASE {TEMPLATE}")
     url = database_url(pg_server_url, TEMPLATE)
-    database.upgrade(url)
+    upgrade(url)
     return url
 
 

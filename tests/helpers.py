@@ -35,7 +35,7 @@ def fresh_database(server_url: str, name: str) -> str:
 def run_cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``abplatform ARGS`` as a user would (a subprocess) against ``db_url``."""
     return subprocess.run(
-        [sys.executable, "-m", "abplatform.cli.app", *args],
+        [sys.executable, "-m", "abplatform.cli", *args],
         env={**os.environ, "DATABASE_URL": db_url, "COLUMNS": "200"},
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 against a real PostgreSQL (one fresh database per test).
 
 Every write goes through the UI; what was (or was not) saved is checked through the
-service. Also here: the data layer the pages read (:mod:`abplatform.service.dashboard`),
+service. Also here: the data layer the pages read (:mod:`abplatform.service.reports`),
 the operator-login rules (:mod:`dashboard.auth`) and the result store.
 """
 
@@ -21,11 +21,12 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from abplatform.service import dashboard as dashboard_data
-from abplatform.service import experiments as service
-from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform import service
+from abplatform.core.records import OutcomeRecord, RequestRecord
+from abplatform.core.specs import ExperimentSpec, VariantSpec
+from abplatform.service import reports as dashboard_data
 from abplatform.service.reports import build_report
-from abplatform.store import logstore
+from abplatform.store import experiments, logstore
 from abplatform.store.connection import Database
 from dashboard import auth
 from dashboard.store import ResultStore
@@ -122,19 +123,19 @@ def log_requests(
     logstore.write_batch(
         db.engine,
         [
-            {
-                "request_id": f"req-{next(_ids)}",
-                "experiment_id": view.id,
-                "phase_id": view.current_phase.id,
-                "unit_id": unit,
-                "assigned_variant_id": ids[key],
-                "served_variant_id": ids[key] if status == "ok" else None,
-                "model_version": {"control": "v1", "treatment": "v2"}[key],
-                "latency_ms": latency,
-                "status": status,
-                "error": None if status == "ok" else "backend failed",
-                "created_at": t,
-            }
+            RequestRecord(
+                request_id=f"req-{next(_ids)}",
+                experiment_id=view.id,
+                phase_id=view.current_phase.id,
+                unit_id=unit,
+                assigned_variant_id=ids[key],
+                served_variant_id=ids[key] if status == "ok" else None,
+                model_version={"control": "v1", "treatment": "v2"}[key],
+                latency_ms=latency,
+                status=status,
+                error=None if status == "ok" else "backend failed",
+                created_at=t,
+            )
             for unit, key, status, latency in rows
         ],
         [],
@@ -696,7 +697,7 @@ def test_promote_preselects_the_recommended_winner_and_concludes(
     assert (after.status, after.winner) == ("concluded", "treatment")
     assert after.current_phase.weights == pytest.approx((0.0, 100.0))
     with db.sessions() as s:
-        routing = service.routing_config(s, "winner")
+        routing = experiments.routing_config(s, "winner")
     assert routing.variants[routing.winner_index].key == "treatment"
     assert audit_actions(db, "winner")[-1] == ("promote", "dashboard:alice")
     assert "Promoted **treatment**: it gets 100% of traffic; the experiment is concluded." in (
@@ -811,19 +812,19 @@ def timed_requests(
             out.append(rid)
             ok = u % every != 0
             requests.append(
-                {
-                    "request_id": rid,
-                    "experiment_id": view.id,
-                    "phase_id": view.current_phase.id,
-                    "unit_id": f"{key}-{u}",
-                    "assigned_variant_id": ids[key],
-                    "served_variant_id": ids[key] if ok else None,
-                    "model_version": key,
-                    "latency_ms": (100.0 if key == "control" else 80.0) + u % 7,
-                    "status": "ok" if ok else "error",
-                    "error": None if ok else "failed",
-                    "created_at": start + timedelta(seconds=u * spacing_s),
-                }
+                RequestRecord(
+                    request_id=rid,
+                    experiment_id=view.id,
+                    phase_id=view.current_phase.id,
+                    unit_id=f"{key}-{u}",
+                    assigned_variant_id=ids[key],
+                    served_variant_id=ids[key] if ok else None,
+                    model_version=key,
+                    latency_ms=(100.0 if key == "control" else 80.0) + u % 7,
+                    status="ok" if ok else "error",
+                    error=None if ok else "failed",
+                    created_at=start + timedelta(seconds=u * spacing_s),
+                )
             )
     logstore.write_batch(db.engine, requests, [])
     return out
@@ -840,16 +841,16 @@ def feedback(
         db.engine,
         [],
         [
-            {
-                "outcome_id": f"o-{next(_ids)}",
-                "experiment_id": view.id,
-                "phase_id": view.current_phase.id,
-                "request_id": rid,
-                "unit_id": unit,
-                "metric": metric,
-                "value": value,
-                "created_at": at,
-            }
+            OutcomeRecord(
+                outcome_key=f"o-{next(_ids)}",
+                experiment_id=view.id,
+                phase_id=view.current_phase.id,
+                request_id=rid,
+                unit_id=unit,
+                metric=metric,
+                value=value,
+                created_at=at,
+            )
             for rid, unit, metric, value in rows
         ],
     )

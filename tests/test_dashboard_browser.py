@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from abplatform import service
 from abplatform.local.falcloud import free_port
 from abplatform.local.stack import LocalStack
-from abplatform.service import experiments as service
 from abplatform.settings import get_settings
 from dashboard import auth
 

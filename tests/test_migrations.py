@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from abplatform.store import connection as database
+from abplatform.store import migrate as database
 from abplatform.store.models import Base
 
 TABLES = {

@@ -15,9 +15,10 @@ import pytest
 from scipy import stats
 from sqlalchemy.orm import Session
 
+from abplatform import service
+from abplatform.core.records import OutcomeRecord, RequestRecord
+from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.core.stats import RatioStatistic, welch_ttest
-from abplatform.service import experiments as service
-from abplatform.service.experiments import ExperimentSpec, VariantSpec
 from abplatform.service.reports import build_report
 from abplatform.store import logstore
 from abplatform.store.connection import Database
@@ -39,35 +40,37 @@ def create(session: Session, name: str = "exp", **kw) -> service.ExperimentView:
     return service.start_experiment(session, name, actor="t")
 
 
-def request_row(view: service.ExperimentView, unit: str, assigned: str, **kw) -> dict:
+def request_row(view: service.ExperimentView, unit: str, assigned: str, **kw) -> RequestRecord:
     ids = {v.key: v.id for v in view.variants}
     served = kw.pop("served", assigned)
-    return {
-        "request_id": uuid.uuid4().hex,
-        "experiment_id": view.id,
-        "phase_id": kw.pop("phase_id", view.current_phase.id),
-        "unit_id": unit,
-        "assigned_variant_id": ids[assigned],
-        "served_variant_id": ids[served] if served else None,
-        "model_version": {"control": "v1", "treatment": "v2"}.get(served or ""),
-        "latency_ms": kw.pop("latency_ms", 50.0),
-        "status": kw.pop("status", "ok"),
-        "error": None,
-        "created_at": datetime.now(UTC),
-    }
+    return RequestRecord(
+        request_id=uuid.uuid4().hex,
+        experiment_id=view.id,
+        phase_id=kw.pop("phase_id", view.current_phase.id),
+        unit_id=unit,
+        assigned_variant_id=ids[assigned],
+        served_variant_id=ids[served] if served else None,
+        model_version={"control": "v1", "treatment": "v2"}.get(served or ""),
+        latency_ms=kw.pop("latency_ms", 50.0),
+        status=kw.pop("status", "ok"),
+        error=None,
+        created_at=kw.pop("created_at", datetime.now(UTC)),
+    )
 
 
-def outcome_row(view: service.ExperimentView, req: dict, metric: str, value: float) -> dict:
-    return {
-        "outcome_id": uuid.uuid4().hex,
-        "experiment_id": view.id,
-        "phase_id": req["phase_id"],
-        "request_id": req["request_id"],
-        "unit_id": req["unit_id"],
-        "metric": metric,
-        "value": value,
-        "created_at": datetime.now(UTC),
-    }
+def outcome_row(
+    view: service.ExperimentView, req: RequestRecord, metric: str, value: float
+) -> OutcomeRecord:
+    return OutcomeRecord(
+        outcome_key=uuid.uuid4().hex,
+        experiment_id=view.id,
+        phase_id=req.phase_id,
+        request_id=req.request_id,
+        unit_id=req.unit_id,
+        metric=metric,
+        value=value,
+        created_at=datetime.now(UTC),
+    )
 
 
 def simulate(view, rng, *, units=400, p_error=(0.05, 0.02), lat=(3.8, 3.6), thumbs=(0.4, 0.6)):
@@ -103,9 +106,9 @@ def test_error_rate_is_a_unit_level_ratio_metric_matching_an_independent_computa
     def ratio(arm: str) -> RatioStatistic:
         by_unit: dict[str, list[float]] = {}
         for r in reqs:
-            if r["assigned_variant_id"] == view.variant(arm).id:
-                acc = by_unit.setdefault(r["unit_id"], [0.0, 0.0])
-                acc[0] += r["status"] != "ok"
+            if r.assigned_variant_id == view.variant(arm).id:
+                acc = by_unit.setdefault(r.unit_id, [0.0, 0.0])
+                acc[0] += r.status != "ok"
                 acc[1] += 1
         m = np.array([v[0] for v in by_unit.values()])
         d = np.array([v[1] for v in by_unit.values()])
@@ -117,7 +120,7 @@ def test_error_rate_is_a_unit_level_ratio_metric_matching_an_independent_computa
     assert comp.ci == pytest.approx(expected.ci, abs=1e-12)
     assert comp.p_value == pytest.approx(expected.p_value, abs=1e-12)
     control = next(v for v in report.variants if v.key == "control")
-    n_ctrl = sum(r["assigned_variant_id"] == view.variant("control").id for r in reqs)
+    n_ctrl = sum(r.assigned_variant_id == view.variant("control").id for r in reqs)
     assert control.requests == n_ctrl and control.units == 200
 
 
@@ -130,7 +133,7 @@ def test_latency_percentiles_match_numpy_within_histogram_resolution(
     report = build_report(session, "exp")
     for v in report.variants:
         lat = np.array(
-            [r["latency_ms"] for r in reqs if r["assigned_variant_id"] == view.variant(v.key).id]
+            [r.latency_ms for r in reqs if r.assigned_variant_id == view.variant(v.key).id]
         )
         assert v.latency_mean_ms == pytest.approx(lat.mean(), rel=1e-12)
         # 700 log-spaced bins over 0.1 ms..1000 s: one bin spans 2.3 %.

@@ -12,11 +12,11 @@ from abplatform.store.connection import Database
 from tests.test_report import create, simulate
 
 TABLES = {
-    "unit_totals": "experiment_id, phase_id, unit_id, variant_id, reqs, errs, oks, "
-    "round(lat_sum::numeric, 6)",
+    "unit_totals": "experiment_id, phase_id, unit_id, variant_id, requests, errors, successes, "
+    "round(latency_ms::numeric, 6)",
     "latency_buckets": "experiment_id, phase_id, variant_id, bucket, count",
-    "unit_outcomes": "experiment_id, phase_id, unit_id, metric, cnt, "
-    "round(total::numeric, 6), all_binary",
+    "unit_outcomes": "experiment_id, phase_id, unit_id, metric, count, "
+    "round(value::numeric, 6), all_binary",
 }
 
 

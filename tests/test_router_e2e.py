@@ -13,10 +13,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from abplatform import service
 from abplatform.core import assignment
+from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.local.stack import LocalStack
-from abplatform.service import experiments as service
-from abplatform.service.experiments import ExperimentSpec, VariantSpec
 from abplatform.settings import get_settings
 from abplatform.store.connection import Database, make_database
 from abplatform.store.models import Outcome, RequestLog
@@ -327,6 +327,7 @@ def test_writer_keeps_rows_while_the_database_is_down_and_writes_them_when_it_is
     import asyncio
     from datetime import UTC, datetime
 
+    from abplatform.core.records import RequestRecord
     from abplatform.store import logstore
     from abplatform.store.writer import BatchWriter
     from tests.helpers import TEMPLATE, admin_execute, database_url
@@ -342,12 +343,11 @@ def test_writer_keeps_rows_while_the_database_is_down_and_writes_them_when_it_is
         await writer.start()
         for i in range(25):
             writer.log_request(
-                {
-                    "request_id": f"req-{i}", "experiment_id": 1, "phase_id": 1,
-                    "unit_id": "u", "assigned_variant_id": 1, "served_variant_id": 1,
-                    "model_version": "v1", "latency_ms": 1.0, "status": "ok", "error": None,
-                    "created_at": datetime.now(UTC),
-                }
+                RequestRecord(
+                    request_id=f"req-{i}", experiment_id=1, phase_id=1, unit_id="u",
+                    assigned_variant_id=1, served_variant_id=1, model_version="v1",
+                    latency_ms=1.0, status="ok", error=None, created_at=datetime.now(UTC),
+                )
             )  # fmt: skip
         await asyncio.sleep(0.5)
         assert writer.pending == 25 and writer.stats.failed_flushes >= 1

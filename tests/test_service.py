@@ -6,8 +6,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from abplatform.service import experiments as service
-from abplatform.service.experiments import ExperimentSpec, VariantSpec
+from abplatform import service
+from abplatform.core.specs import ExperimentSpec, VariantSpec
+from abplatform.store import experiments
 from abplatform.store.connection import Database
 from abplatform.store.models import AuditEntry, Experiment, Phase, Variant
 
@@ -188,7 +189,7 @@ def test_promote_gives_the_winner_everything_and_concludes(session: Session) -> 
     view = service.promote(session, "exp-a", "treatment", actor="carol")
     assert view.status == "concluded" and view.winner == "treatment"
     assert view.current_phase.weights == pytest.approx((0.0, 100.0))
-    cfg = service.routing_config(session, "exp-a")
+    cfg = experiments.routing_config(session, "exp-a")
     assert cfg.variants[cfg.winner_index].key == "treatment"
     with pytest.raises(service.ConflictError, match="it is concluded"):
         service.set_weights(session, "exp-a", [50, 50], actor="t")

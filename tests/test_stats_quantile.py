@@ -46,12 +46,6 @@ def test_bucket_mirrors_postgres_width_bucket_on_log_latency() -> None:
     assert np.array_equal(b[interior], expected)
 
 
-def test_sql_expression_uses_width_bucket_with_the_same_layout() -> None:
-    assert BINS.sql("latency_ms") == (
-        "width_bucket(ln(greatest(latency_ms, 0.05)), ln(0.1), ln(1000000.0), 700)"
-    )
-
-
 def test_histograms_add_exactly_like_concatenated_raw_data() -> None:
     rng = np.random.default_rng(4)
     x, y = rng.lognormal(5, 1, 3000), rng.lognormal(6, 1, 1000)

@@ -7,7 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from abplatform.service.reports import Comparison, Report
+from abplatform.core.report import Comparison, Report
 
 ACTION_STYLE = {"ship": "bold green", "keep running": "bold yellow", "roll back": "bold red"}
 

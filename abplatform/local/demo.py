@@ -25,10 +25,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from abplatform import service
 from abplatform.cli.render import render
+from abplatform.core.report import Report
 from abplatform.local.stack import LocalStack
-from abplatform.service import experiments as service
-from abplatform.service.reports import Report, build_report
+from abplatform.service.reports import build_report
 
 PROMPTS = (
     "a lighthouse at dawn", "a red fox in snow", "isometric city block", "a bowl of ramen",

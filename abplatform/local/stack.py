@@ -24,8 +24,9 @@ from pathlib import Path
 from types import TracebackType
 
 from abplatform.local.falcloud import LocalFal, ServiceProcess, free_port, start_service
+from abplatform.local.postgres import resolve_url
+from abplatform.service.database import Database, open_database
 from abplatform.settings import Settings
-from abplatform.store import connection as database
 
 ROUTER_APP_ID = "abplatform/ab-router"
 DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -86,7 +87,7 @@ class LocalStack:
         self.extra_router_env = extra_router_env or {}
         self.database_url = database_url
         self._stack = ExitStack()
-        self.db: database.Database | None = None
+        self.db: Database | None = None
         self.fal: LocalFal | None = None
         self.router: ServiceProcess | None = None
         self.dashboard: ServiceProcess | None = None
@@ -119,11 +120,9 @@ class LocalStack:
             check_port_free(self.dashboard_port, "dashboard", "--dashboard-port")
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            url = self.database_url or database.resolve_url(Settings(home=self.home))
-            self.db = database.make_database(url)
+            url = self.database_url or resolve_url(Settings(home=self.home))
+            self.db = open_database(url)
             self._stack.callback(self.db.dispose)
-            database.check_reachable(self.db)
-            database.upgrade(self.db.url)
             self.fal = self._stack.enter_context(LocalFal(self.home))
             env = {**self.service_env(), **self.extra_router_env}
             self.router = self.fal.start_service(

@@ -1,9 +1,11 @@
 """Import historical per-unit experiment results from a CSV file.
 
 One row per unit: a unit id column, a variant column and one or more metric columns. The
-rows become a concluded experiment (``source="import"``) whose units are exposure rows in
-``requests`` (one per unit) and whose metric values are unit-level ``outcomes``, so the same
-report runs on it. Booleans (TRUE/FALSE, true/false, yes/no) are read as 1/0.
+rows become a concluded experiment (``source="import"``): each unit's exposure is written to
+the per-unit rollup the report reads (``unit_totals``, with no requests) and each metric
+value is an outcome record (:class:`~abplatform.core.records.OutcomeRecord`) written
+through the log store, so the same report runs on it. No request rows are invented.
+Booleans (TRUE/FALSE, true/false, yes/no) are read as 1/0.
 
 Bad rows are never dropped silently: each is counted under its reason and a few examples
 are kept. Reasons: unknown variant (empty, or not among the declared treatments), unit in
@@ -23,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from abplatform.core.errors import InvalidInputError
+from abplatform.core.records import OutcomeRecord
 from abplatform.service import experiments as service
 from abplatform.settings import METRIC_VALUE_LIMIT
 from abplatform.store import logstore, rollups
@@ -74,11 +78,11 @@ def parse_rows(
     Example row numbers are 1-based data rows (the header is row 0), at most 5 per reason.
 
     Raises:
-        service.InvalidInputError: a named column is missing (lists the columns present).
+        InvalidInputError: a named column is missing (lists the columns present).
     """
     missing = [c for c in (unit_col, variant_col, *metrics) if c not in frame.columns]
     if missing:
-        raise service.InvalidInputError(
+        raise InvalidInputError(
             f"column(s) {', '.join(missing)} not in the file; columns: {', '.join(frame.columns)}"
         )
     allowed = {control, *treatments} if treatments else None
@@ -142,15 +146,15 @@ def import_csv(
     equal.
 
     Raises:
-        service.InvalidInputError: unreadable file, missing column, no usable rows,
+        InvalidInputError: unreadable file, missing column, no usable rows,
             control value absent. service.ConflictError: the experiment name exists.
     """
     if not metrics:
-        raise service.InvalidInputError("give at least one --metric column")
+        raise InvalidInputError("give at least one --metric column")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise service.InvalidInputError(f"cannot read {path}: {exc}") from exc
+        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
     kept, bad, examples = parse_rows(
         frame,
         unit_col=unit_col,
@@ -161,7 +165,7 @@ def import_csv(
     )
     seen = list(dict.fromkeys(v for _, v, _ in kept))
     if control not in seen:
-        raise service.InvalidInputError(
+        raise InvalidInputError(
             f"no usable row has the control value '{control}' in column '{variant_col}'; "
             f"values found: {', '.join(seen) or 'none'}"
         )
@@ -180,28 +184,19 @@ def import_csv(
     phase_id = view.current_phase.id
     now = datetime.now(UTC)
     conn = session.connection()
-    logstore.copy_rows(
+    rollups.add_exposures(
+        conn, view.id, phase_id, [(unit, ids[variant]) for unit, variant, _ in kept]
+    )
+    logstore.write_records(
         conn,
-        "requests",
-        ("request_id", "experiment_id", "phase_id", "unit_id", "assigned_variant_id",
-         "served_variant_id", "model_version", "latency_ms", "status", "created_at"),
+        [],
         [
-            (f"import:{view.id}:{i}", view.id, phase_id, unit, ids[variant], ids[variant],
-             variant, 0.0, "ok", now)
-            for i, (unit, variant, _) in enumerate(kept)
-        ],
-    )  # fmt: skip
-    logstore.copy_rows(
-        conn,
-        "outcomes",
-        ("outcome_key", "experiment_id", "phase_id", "unit_id", "metric", "value", "created_at"),
-        [
-            (f"import:{view.id}:{i}:{j}", view.id, phase_id, unit, metric, nums[j], now)
+            OutcomeRecord(f"import:{view.id}:{i}:{j}", view.id, phase_id, None, unit, metric,
+                          nums[j], now)
             for i, (unit, _, nums) in enumerate(kept)
             for j, metric in enumerate(metrics)
         ],
-    )
-    rollups.rebuild(conn, view.id)
+    )  # fmt: skip
     session.commit()
     logstore.analyze(session.connection())
     session.commit()

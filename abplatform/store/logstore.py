@@ -1,8 +1,11 @@
-"""Bulk writes of request logs and feedback outcomes (the router's only database writes).
+"""Bulk writes of request and outcome records (the router's only database writes).
 
-Inserts are idempotent: a request row is keyed by its request id (``ON CONFLICT DO
-NOTHING``) and an outcome by its ``outcome_id``, so a batch retried after an
-acknowledgement was lost is never counted twice.
+A batch is copied (``COPY``) into a per-connection staging table and moved into the log
+table by one statement that also adds the rows it inserted to the rollups
+(:mod:`abplatform.store.rollups`): a data-modifying CTE ``INSERT ... ON CONFLICT DO
+NOTHING RETURNING *`` feeds the rollup upserts, so a row is counted exactly once even when
+a batch is retried after a lost acknowledgement (request rows are keyed by
+``request_id``, outcome rows by ``outcome_key``).
 """
 
 from __future__ import annotations
@@ -10,86 +13,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
+from abplatform.core.records import OutcomeRecord, RequestRecord
 from abplatform.store import rollups
-from abplatform.store.models import Outcome, RequestLog
 
-REQUEST_FIELDS = (
-    "request_id",
-    "experiment_id",
-    "phase_id",
-    "unit_id",
-    "assigned_variant_id",
-    "served_variant_id",
-    "model_version",
-    "latency_ms",
-    "status",
-    "error",
-    "created_at",
-)
-OUTCOME_FIELDS = (
-    "outcome_id",
-    "experiment_id",
-    "phase_id",
-    "request_id",
-    "unit_id",
-    "metric",
-    "value",
-    "created_at",
+_REQUEST_COLUMNS = ", ".join(RequestRecord.columns())
+_OUTCOME_COLUMNS = ", ".join(OutcomeRecord.columns())
+
+_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS staging_requests ON COMMIT DELETE ROWS AS "
+    f"SELECT {_REQUEST_COLUMNS} FROM requests WITH NO DATA",
+    f"CREATE TEMP TABLE IF NOT EXISTS staging_outcomes ON COMMIT DELETE ROWS AS "
+    f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WITH NO DATA",
 )
 
+MOVE_REQUESTS = f"""
+WITH ins AS (
+    INSERT INTO requests ({_REQUEST_COLUMNS})
+    SELECT {_REQUEST_COLUMNS} FROM staging_requests
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING *
+),
+totals AS ({rollups.upsert_unit_totals("ins")}),
+buckets AS ({rollups.upsert_latency_buckets("ins")})
+SELECT count(*) FROM ins
+"""
+"""Staged request rows into ``requests``; the inserted ones into the rollups."""
 
-def write_batch(
-    engine: Engine, requests: Sequence[dict[str, Any]], outcomes: Sequence[dict[str, Any]]
-) -> None:
-    """Insert request rows, then outcome rows, and update the rollups, in one transaction.
-
-    Args:
-        requests: dicts with the keys of :data:`REQUEST_FIELDS` (``latency_ms`` in ms,
-            ``created_at`` a UTC ``datetime``).
-        outcomes: dicts with the keys of :data:`OUTCOME_FIELDS`.
-
-    Rows already present (a retried batch) are skipped, in the logs and in the rollups
-    (:func:`abplatform.store.rollups.apply_batch`).
-
-    Raises:
-        sqlalchemy.exc.SQLAlchemyError: the database refused or is unreachable; nothing
-            of the batch is written, so the caller may retry it.
-    """
-    with engine.begin() as conn:
-        new_requests: list[dict[str, Any]] = []
-        if requests:
-            inserted = conn.execute(
-                insert(RequestLog)
-                .on_conflict_do_nothing(index_elements=["request_id"])
-                .returning(RequestLog.request_id),
-                list(requests),
-            )
-            fresh = {row[0] for row in inserted}
-            new_requests = [r for r in requests if r["request_id"] in fresh]
-        new_outcomes: list[dict[str, Any]] = []
-        if outcomes:
-            inserted = conn.execute(
-                insert(Outcome)
-                .on_conflict_do_nothing(index_elements=["outcome_key"])
-                .returning(Outcome.outcome_key),
-                [
-                    {
-                        "outcome_key": o["outcome_id"],
-                        **{k: o.get(k) for k in OUTCOME_FIELDS if k != "outcome_id"},
-                    }
-                    for o in outcomes
-                ],
-            )
-            fresh = {row[0] for row in inserted}
-            new_outcomes = [o for o in outcomes if o["outcome_id"] in fresh]
-        rollups.apply_batch(conn, new_requests, new_outcomes)
+MOVE_OUTCOMES = f"""
+WITH ins AS (
+    INSERT INTO outcomes ({_OUTCOME_COLUMNS})
+    SELECT {_OUTCOME_COLUMNS} FROM staging_outcomes
+    ON CONFLICT (outcome_key) DO NOTHING
+    RETURNING *
+),
+totals AS ({rollups.upsert_unit_outcomes("ins")})
+SELECT count(*) FROM ins
+"""
+"""Staged outcome rows into ``outcomes``; the inserted ones into the rollups."""
 
 
 def copy_rows(
-    connection: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """Bulk-load ``rows`` into ``table`` with PostgreSQL ``COPY`` on a SQLAlchemy connection.
 
@@ -103,8 +70,45 @@ def copy_rows(
             copy.write_row(row)
 
 
-def analyze(connection: Any) -> None:
+def write_records(
+    conn: Connection,
+    requests: Sequence[RequestRecord],
+    outcomes: Sequence[OutcomeRecord],
+) -> tuple[int, int]:
+    """Insert request and outcome records and add the new ones to the rollups, in the
+    caller's transaction. Returns how many of each were new (not already logged)."""
+    for sql in _STAGING:
+        conn.exec_driver_sql(sql)
+    new_requests = new_outcomes = 0
+    if requests:
+        copy_rows(conn, "staging_requests", RequestRecord.columns(), [r.as_row() for r in requests])
+        new_requests = int(conn.exec_driver_sql(MOVE_REQUESTS).scalar_one())
+        conn.exec_driver_sql("DELETE FROM staging_requests")
+    if outcomes:
+        copy_rows(conn, "staging_outcomes", OutcomeRecord.columns(), [o.as_row() for o in outcomes])
+        new_outcomes = int(conn.exec_driver_sql(MOVE_OUTCOMES).scalar_one())
+        conn.exec_driver_sql("DELETE FROM staging_outcomes")
+    return new_requests, new_outcomes
+
+
+def write_batch(
+    engine: Engine, requests: Sequence[RequestRecord], outcomes: Sequence[OutcomeRecord]
+) -> tuple[int, int]:
+    """Write one batch in its own transaction (see :func:`write_records`).
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database refused or is unreachable; nothing
+            of the batch is written, so the caller may retry it.
+    """
+    with engine.begin() as conn:
+        return write_records(conn, requests, outcomes)
+
+
+def analyze(connection: Connection) -> None:
     """Refresh planner statistics of the log tables after a bulk load."""
     connection.exec_driver_sql(
         "ANALYZE requests, outcomes, unit_totals, latency_buckets, unit_outcomes"
     )
+
+
+__all__ = ["MOVE_OUTCOMES", "MOVE_REQUESTS", "analyze", "copy_rows", "write_batch", "write_records"]

@@ -8,7 +8,6 @@ The schema is created by the Alembic migrations in ``migrations/``, never by ``c
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from abplatform.core.lifecycle import ExperimentStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -45,23 +46,6 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
-
-
-class ExperimentStatus(enum.StrEnum):
-    """Lifecycle: draft → running → (stopped | concluded)."""
-
-    DRAFT = "draft"
-    RUNNING = "running"
-    STOPPED = "stopped"
-    CONCLUDED = "concluded"
-
-
-class RequestStatus(enum.StrEnum):
-    """Outcome of one routed request."""
-
-    OK = "ok"
-    ERROR = "error"
-    TIMEOUT = "timeout"
 
 
 def _ts(**kw: Any) -> Mapped[datetime]:
@@ -224,8 +208,10 @@ class UnitTotal(Base):
     """Rollup: per (experiment, phase, unit, assigned variant), the unit's request totals.
 
     Maintained by the log writer in the same transaction as the request rows it inserts,
-    so reports aggregate one row per unit instead of scanning every request.
-    ``lat_sum`` is the summed latency (ms) of successful requests.
+    so reports aggregate one row per unit instead of scanning every request. The value
+    columns are :data:`abplatform.core.metrics.REQUEST_COLUMNS`; ``latency_ms`` is the
+    summed latency (ms) of successful requests. An imported experiment's units have rows
+    with zero requests (their exposure).
     """
 
     __tablename__ = "unit_totals"
@@ -240,10 +226,10 @@ class UnitTotal(Base):
     variant_id: Mapped[int] = mapped_column(
         ForeignKey("variants.id", ondelete="CASCADE"), primary_key=True
     )
-    reqs: Mapped[int] = mapped_column(BigInteger)
-    errs: Mapped[int] = mapped_column(BigInteger)
-    oks: Mapped[int] = mapped_column(BigInteger)
-    lat_sum: Mapped[float] = mapped_column(Double)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    successes: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Double)
 
 
 class LatencyBucket(Base):
@@ -268,7 +254,8 @@ class LatencyBucket(Base):
 
 
 class UnitOutcome(Base):
-    """Rollup: per (experiment, phase, unit, metric), count and sum of outcome values."""
+    """Rollup: per (experiment, phase, unit, metric), ``count`` and sum (``value``) of
+    outcome values (:data:`abplatform.core.metrics.FEEDBACK_COLUMNS`)."""
 
     __tablename__ = "unit_outcomes"
 
@@ -280,6 +267,6 @@ class UnitOutcome(Base):
     )
     unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     metric: Mapped[str] = mapped_column(String(100), primary_key=True)
-    cnt: Mapped[int] = mapped_column(BigInteger)
-    total: Mapped[float] = mapped_column(Double)
+    count: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Double)
     all_binary: Mapped[bool] = mapped_column(Boolean)

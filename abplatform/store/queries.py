@@ -1,131 +1,111 @@
-"""SQL that turns the logs into sufficient statistics (DB layer).
+"""Queries that turn the rollups into sufficient statistics (DB layer).
 
-Everything is aggregated in PostgreSQL (``GROUP BY``) over the rollup tables that the log
-writer maintains (:mod:`abplatform.store.rollups`: one row per unit, not per request): no raw
-request row leaves the database. Two levels: per unit (the unit of randomisation), then
-per variant, so per-request metrics become ratio metrics with the unit-level sums, sums of
-squares and cross-products that the delta method needs.
+Everything is aggregated in PostgreSQL over the rollup tables the log writer maintains
+(:mod:`abplatform.store.rollups`: one row per unit, not per request); no raw request row
+leaves the database. Two levels: per unit (the unit of randomisation), then per variant,
+so per-request metrics become ratio metrics with the unit-level sums, sums of squares and
+cross-products the delta method needs (:class:`abplatform.core.metrics.Moments`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from abplatform.core.metrics import (
+    BINS,
+    FEEDBACK_COLUMNS,
+    FEEDBACK_PAIR,
+    RATIO_PAIRS,
+    REQUEST_COLUMNS,
+    FeedbackData,
+    Moments,
+    PhaseData,
+    VariantData,
+)
+from abplatform.core.stats import LatencyHistogram
+from abplatform.core.views import ExperimentView, PhaseView
 
-@dataclass(frozen=True)
-class UnitAggregates:
-    """Per variant, sums over units of per-unit request counts, errors and latency.
-
-    ``reqs``/``errs``/``ok``/``lat`` are per-unit totals (requests, failed requests,
-    successful requests, summed latency of successful requests in ms); ``*_ss`` are sums
-    of squares over units and ``x_y`` sums of products, for the delta method.
-    """
-
-    variant_id: int
-    units: int
-    reqs: float
-    reqs_ss: float
-    errs: float
-    errs_ss: float
-    errs_reqs: float
-    ok: float
-    ok_ss: float
-    lat: float
-    lat_ss: float
-    lat_ok: float
-
-
-@dataclass(frozen=True)
-class MetricAggregates:
-    """Per variant and feedback metric: per-unit outcome sums (``total``) and counts."""
-
-    variant_id: int
-    metric: str
-    units: int
-    total: float
-    total_ss: float
-    cnt: float
-    cnt_ss: float
-    total_cnt: float
-    binary_single: bool
-
-
-_PHASE_SQL = """
-WITH multi AS MATERIALIZED (
+MULTI_EXPOSURE_UNITS = """
     SELECT unit_id FROM unit_totals
     WHERE experiment_id = :e AND phase_id <= :p
     GROUP BY unit_id HAVING count(DISTINCT variant_id) > 1
-),
+"""
+"""The one definition of a multi-exposure unit: assigned more than one variant in the
+analysed phase ``:p`` or an earlier one of experiment ``:e``."""
+
+UNITS_CTE = f"""
+multi AS MATERIALIZED ({MULTI_EXPOSURE_UNITS}),
 u AS MATERIALIZED (
     SELECT t.unit_id, min(t.variant_id) AS variant_id,
-           sum(t.reqs)::float8 AS reqs, sum(t.errs)::float8 AS errs,
-           sum(t.oks)::float8 AS ok, sum(t.lat_sum) AS lat,
+           {", ".join(f"sum(t.{c})::float8 AS {c}" for c in REQUEST_COLUMNS)},
            bool_or(m.unit_id IS NOT NULL) AS is_multi
     FROM unit_totals t LEFT JOIN multi m ON m.unit_id = t.unit_id
     WHERE t.experiment_id = :e AND t.phase_id = :p
     GROUP BY t.unit_id
-)
-SELECT 'units' AS kind, variant_id, is_multi, NULL AS metric, count(*) AS units,
-       sum(reqs), sum(reqs * reqs), sum(errs), sum(errs * errs), sum(errs * reqs),
-       sum(ok), sum(ok * ok), sum(lat), sum(lat * lat), sum(lat * ok), NULL::bool
+)"""
+"""Each unit of phase ``:p`` with its variant, its request sums and its multi-exposure flag."""
+
+
+def moments_sql(columns: Sequence[str], pairs: Sequence[tuple[str, str]], prefix: str = "") -> str:
+    """SQL select items for :class:`Moments` over rows with the given columns: ``n``
+    and three JSON objects (sums, sums of squares, sums of products ``"a*b"``)."""
+
+    def obj(items: list[tuple[str, str]]) -> str:
+        return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in items) + ")"
+
+    c = [(col, f"{prefix}{col}::float8") for col in columns]
+    return ", ".join(
+        (
+            "count(*) AS n",
+            obj([(name, f"sum({expr})") for name, expr in c]) + " AS sums",
+            obj([(name, f"sum({expr} * {expr})") for name, expr in c]) + " AS squares",
+            obj([(f"{a}*{b}", f"sum({prefix}{a}::float8 * {prefix}{b})") for a, b in pairs])
+            + " AS products",
+        )
+    )
+
+
+def to_moments(n: Any, sums: Any, squares: Any, products: Any) -> Moments:
+    """A :class:`Moments` from one row of :func:`moments_sql` items."""
+
+    def load(x: Any) -> dict[str, float]:
+        data = json.loads(x) if isinstance(x, str) else x
+        return {k: float(v or 0.0) for k, v in data.items()}
+
+    prods = {tuple(k.split("*", 1)): v for k, v in load(products).items()}
+    return Moments(int(n), load(sums), load(squares), prods)  # type: ignore[arg-type]
+
+
+_UNITS_SQL = f"""
+WITH {UNITS_CTE}
+SELECT variant_id, is_multi, {moments_sql(REQUEST_COLUMNS, RATIO_PAIRS)}
 FROM u GROUP BY variant_id, is_multi
-UNION ALL
-SELECT 'metric', u.variant_id, u.is_multi, o.metric, count(*),
-       sum(o.total), sum(o.total * o.total), sum(o.cnt::float8), sum(o.cnt::float8 * o.cnt),
-       sum(o.total * o.cnt), NULL, NULL, NULL, NULL, NULL, bool_and(o.all_binary AND o.cnt = 1)
+"""
+
+_FEEDBACK_SQL = f"""
+WITH {UNITS_CTE}
+SELECT u.variant_id, u.is_multi, o.metric,
+       {moments_sql(FEEDBACK_COLUMNS, [FEEDBACK_PAIR], prefix="o.")},
+       bool_and(o.all_binary AND o.count = 1) AS binary_single
 FROM unit_outcomes o JOIN u ON u.unit_id = o.unit_id
 WHERE o.experiment_id = :e AND o.phase_id = :p
 GROUP BY u.variant_id, u.is_multi, o.metric
 """
 
 
-def phase_aggregates(
-    session: Session, experiment_id: int, phase_id: int, *, include_multi: bool
-) -> tuple[list[UnitAggregates], int, list[MetricAggregates]]:
-    """Per-variant unit aggregates, the multi-exposure unit count, and per-variant feedback
-    metric aggregates of one phase, in one query over the rollup tables.
-
-    A multi-exposure unit was assigned more than one variant in this or an earlier phase;
-    unless ``include_multi``, it is left out (and counted). Units are analysed by their
-    *assigned* variant (intention to treat), whatever a fallback served. Feedback metrics
-    count only units with at least one outcome of the metric.
-    """
-    rows = session.execute(sa.text(_PHASE_SQL), {"e": experiment_id, "p": phase_id}).all()
-    units: dict[int, list[float]] = {}
-    metrics: dict[tuple[int, str], list[Any]] = {}
-    multi = 0
-    for kind, variant_id, is_multi, metric, n, *values in rows:
-        if kind == "units" and is_multi:
-            multi += int(n)
-        if is_multi and not include_multi:
-            continue
-        if kind == "units":
-            acc = units.setdefault(variant_id, [0.0] * 11)
-            for i, v in enumerate([n, *values[:10]]):
-                acc[i] += float(v or 0.0)
-        else:
-            macc = metrics.setdefault((variant_id, metric), [0.0] * 6 + [True])
-            for i, v in enumerate([n, *values[:5]]):
-                macc[i] += float(v or 0.0)
-            macc[6] = macc[6] and bool(values[10])
-    unit_out = [UnitAggregates(vid, int(v[0]), *v[1:]) for vid, v in units.items()]
-    metric_out = [
-        MetricAggregates(vid, metric, int(v[0]), *v[1:6], binary_single=v[6])
-        for (vid, metric), v in metrics.items()
-    ]
-    return unit_out, multi, metric_out
-
-
 def latency_buckets(
     session: Session, experiment_id: int, phase_id: int
 ) -> dict[int, dict[int, int]]:
     """``{variant_id: {bucket: count}}`` of successful requests' latency (ms) in one phase,
-    from the rollup (buckets of :data:`abplatform.store.rollups.BINS`). Includes every enrolled
-    unit (a histogram cannot drop individual units)."""
+    from the rollup (buckets of :data:`abplatform.core.metrics.BINS`). Includes every
+    enrolled unit (a histogram cannot drop individual units)."""
     rows = session.execute(
         sa.text(
             "SELECT variant_id, bucket, count FROM latency_buckets "
@@ -137,3 +117,150 @@ def latency_buckets(
     for variant_id, bucket, count in rows:
         out.setdefault(variant_id, {})[int(bucket)] = int(count)
     return out
+
+
+def fetch_phase_data(
+    session: Session,
+    experiment: ExperimentView,
+    phase: PhaseView,
+    *,
+    include_multi: bool = False,
+) -> PhaseData:
+    """The sufficient statistics of one phase, per variant key, from the rollups.
+
+    A multi-exposure unit (see :data:`MULTI_EXPOSURE_UNITS`) is left out unless
+    ``include_multi``, and counted either way. Units are analysed by their *assigned*
+    variant (intention to treat), whatever a fallback served. Feedback metrics count only
+    units with at least one value of the metric. The latency histogram keeps every
+    enrolled unit.
+    """
+    params = {"e": experiment.id, "p": phase.id}
+    keys = {v.id: v.key for v in experiment.variants}
+    requests: dict[str, Moments] = {}
+    multi = 0
+    for variant_id, is_multi, *m in session.execute(sa.text(_UNITS_SQL), params).all():
+        moments = to_moments(*m)
+        if is_multi:
+            multi += moments.n
+            if not include_multi:
+                continue
+        key = keys[variant_id]
+        requests[key] = requests[key] + moments if key in requests else moments
+    feedback: dict[str, dict[str, FeedbackData]] = {}
+    for variant_id, is_multi, metric, *m, binary in session.execute(
+        sa.text(_FEEDBACK_SQL), params
+    ).all():
+        if is_multi and not include_multi:
+            continue
+        fb = FeedbackData(to_moments(*m), bool(binary))
+        acc = feedback.setdefault(keys[variant_id], {})
+        acc[metric] = acc[metric] + fb if metric in acc else fb
+    hists = latency_buckets(session, experiment.id, phase.id)
+    variants = {
+        key: VariantData(
+            requests=requests.get(key, Moments()),
+            latency=LatencyHistogram.from_buckets(hists.get(vid, {}), BINS),
+            feedback=feedback.get(key, {}),
+        )
+        for vid, key in keys.items()
+    }
+    return PhaseData(phase.number, variants, multi, include_multi)
+
+
+# ----------------------------------------------------------------------------- overview
+
+
+Watermark = tuple[int, int]
+"""``(enrolled requests, feedback values)`` of an experiment as the rollups count them:
+changes whenever the log writer adds a row that a report can see."""
+
+
+@dataclass(frozen=True)
+class ExperimentActivity:
+    """Logged data of one experiment over all its phases, as the reports see it.
+
+    ``units`` are the distinct enrolled units, ``requests`` their requests (failed ones
+    too; requests of units outside the coverage are not counted), ``feedback`` the
+    recorded feedback values.
+    """
+
+    experiment_id: int
+    units: int
+    requests: int
+    feedback: int
+
+    @property
+    def watermark(self) -> Watermark:
+        """The same fingerprint as :func:`watermark`."""
+        return (self.requests, self.feedback)
+
+
+def activity(session: Session) -> dict[int, ExperimentActivity]:
+    """:class:`ExperimentActivity` of every experiment with data, by experiment id."""
+    rows = session.execute(
+        sa.text(
+            """
+            SELECT experiment_id, coalesce(t.units, 0), coalesce(t.requests, 0),
+                   coalesce(o.feedback, 0)
+            FROM (SELECT experiment_id, count(DISTINCT unit_id) AS units,
+                         sum(requests) AS requests
+                  FROM unit_totals GROUP BY experiment_id) t
+            FULL JOIN (SELECT experiment_id, sum(count) AS feedback
+                       FROM unit_outcomes GROUP BY experiment_id) o USING (experiment_id)
+            """
+        )
+    ).all()
+    return {int(e): ExperimentActivity(int(e), int(u), int(n), int(f)) for e, u, n, f in rows}
+
+
+def watermark(session: Session, experiment_id: int) -> Watermark:
+    """The fingerprint of one experiment's data (see :data:`Watermark`)."""
+    row = session.execute(
+        sa.text(
+            """
+            SELECT (SELECT coalesce(sum(requests), 0) FROM unit_totals WHERE experiment_id = :e),
+                   (SELECT coalesce(sum(count), 0) FROM unit_outcomes WHERE experiment_id = :e)
+            """
+        ),
+        {"e": experiment_id},
+    ).one()
+    return (int(row[0]), int(row[1]))
+
+
+@dataclass(frozen=True)
+class LastChange:
+    """The newest audit entry of an experiment: what was done, by whom, when (UTC)."""
+
+    action: str
+    actor: str
+    at: datetime
+
+
+def last_changes(session: Session) -> dict[int, LastChange]:
+    """The newest audit entry per experiment, by experiment id."""
+    rows = session.execute(
+        sa.text(
+            """
+            SELECT DISTINCT ON (experiment_id) experiment_id, action, actor, at
+            FROM audit_log WHERE experiment_id IS NOT NULL
+            ORDER BY experiment_id, id DESC
+            """
+        )
+    ).all()
+    return {int(e): LastChange(action, actor, at) for e, action, actor, at in rows}
+
+
+__all__ = [
+    "MULTI_EXPOSURE_UNITS",
+    "UNITS_CTE",
+    "ExperimentActivity",
+    "LastChange",
+    "Watermark",
+    "activity",
+    "fetch_phase_data",
+    "last_changes",
+    "latency_buckets",
+    "moments_sql",
+    "to_moments",
+    "watermark",
+]

@@ -1,137 +1,193 @@
-"""Incremental rollups of the request and outcome logs, so reports never scan raw requests.
+"""Rollups of the request and outcome logs, so reports never scan raw requests.
 
-Three tables (see :mod:`abplatform.store.models`): ``unit_totals`` (one row per unit, phase and
-assigned variant), ``latency_buckets`` (a latency histogram per phase and variant) and
-``unit_outcomes`` (one row per unit, phase and feedback metric). The log writer updates
-them with additive upserts in the same transaction as the rows it inserts
-(:func:`apply_batch`), so the rollups always equal a ``GROUP BY`` over the logs; bulk loads
-(imports, backfills) call :func:`rebuild` instead.
+Three tables (see :mod:`abplatform.store.models`): ``unit_totals`` (per unit, phase and
+assigned variant: the sums of :data:`abplatform.core.metrics.REQUEST_COLUMNS`),
+``latency_buckets`` (a latency histogram per phase and variant) and ``unit_outcomes``
+(per unit, phase and feedback metric: :data:`~abplatform.core.metrics.FEEDBACK_COLUMNS`).
+
+**The aggregation is defined once, here**, as SQL over log rows: :data:`REQUEST_COLUMN_SQL`
+says how each unit column is computed from one request row, and :func:`unit_sums`,
+:func:`latency_counts` and :func:`outcome_sums` build the ``GROUP BY`` from it. The log
+store applies them to the rows each batch inserts (:func:`upsert_statements`, additive
+upserts in the same transaction), :func:`rebuild` to a whole experiment's logs, and the
+cumulative series (:mod:`abplatform.store.series`) to time buckets of a phase, so all three
+agree by construction.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert
 
+from abplatform.core.errors import InvalidInputError
+from abplatform.core.metrics import BINS, FEEDBACK_COLUMNS, REQUEST_COLUMNS
 from abplatform.core.stats import LatencyBins
-from abplatform.store.models import LatencyBucket, UnitOutcome, UnitTotal
 
-BINS = LatencyBins()
+REQUEST_COLUMN_SQL: dict[str, str] = {
+    "requests": "1",
+    "errors": "CASE WHEN status <> 'ok' THEN 1 ELSE 0 END",
+    "successes": "CASE WHEN status = 'ok' THEN 1 ELSE 0 END",
+    "latency_ms": "CASE WHEN status = 'ok' THEN latency_ms ELSE 0 END",
+}
+"""Each unit column of the catalogue as an expression over one ``requests`` row."""
 
+FEEDBACK_COLUMN_SQL: dict[str, str] = {"value": "sum(value)", "count": "count(*)"}
+"""Each feedback unit column of the catalogue as an aggregate over ``outcomes`` rows."""
 
-def latency_bucket(latency_ms: float) -> int:
-    """The :data:`BINS` bucket of one latency (ms), same as the SQL expression."""
-    return int(BINS.bucket([latency_ms])[0])
+if tuple(REQUEST_COLUMN_SQL) != REQUEST_COLUMNS or tuple(FEEDBACK_COLUMN_SQL) != FEEDBACK_COLUMNS:
+    raise RuntimeError("the rollup SQL must define exactly the catalogue's unit columns")
 
-
-def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
-    if not rows:
-        return
-    rows.sort(key=lambda r: tuple(r[k] for k in keys))  # a fixed lock order: no deadlocks
-    stmt = insert(table)
-    additive = {
-        c.name: getattr(table, c.name) + stmt.excluded[c.name]
-        for c in table.__table__.columns
-        if c.name not in keys and c.name != "all_binary"
-    }
-    if "all_binary" in table.__table__.columns:
-        additive["all_binary"] = table.all_binary & stmt.excluded.all_binary
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=additive), rows)
+UNIT_KEYS = ("experiment_id", "phase_id", "unit_id", "variant_id")
+BUCKET_KEYS = ("experiment_id", "phase_id", "variant_id", "bucket")
+OUTCOME_KEYS = ("experiment_id", "phase_id", "unit_id", "metric")
 
 
-def apply_batch(
-    conn: Connection, requests: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]]
-) -> None:
-    """Add newly inserted request rows and outcome rows to the rollups.
-
-    Pass only rows that were actually inserted (not conflicting duplicates), so that a
-    retried batch is not counted twice. Requests without an assigned variant (units
-    outside coverage) and outcomes without a phase are not rolled up.
-    """
-    units: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
-    hist: dict[tuple, int] = defaultdict(int)
-    for r in requests:
-        if r["assigned_variant_id"] is None:
-            continue
-        key = (r["experiment_id"], r["phase_id"], r["unit_id"], r["assigned_variant_id"])
-        acc = units[key]
-        ok = r["status"] == "ok"
-        acc[0] += 1
-        acc[1] += 0 if ok else 1
-        acc[2] += 1 if ok else 0
-        acc[3] += r["latency_ms"] if ok else 0.0
-        if ok:
-            b = (r["experiment_id"], r["phase_id"], r["assigned_variant_id"])
-            hist[(*b, latency_bucket(r["latency_ms"]))] += 1
-    outs: dict[tuple, list[Any]] = defaultdict(lambda: [0, 0.0, True])
-    for o in outcomes:
-        if o.get("phase_id") is None:
-            continue
-        acc = outs[(o["experiment_id"], o["phase_id"], o["unit_id"], o["metric"])]
-        acc[0] += 1
-        acc[1] += o["value"]
-        acc[2] = acc[2] and o["value"] in (0.0, 1.0) and math.isfinite(o["value"])
-    unit_keys = ("experiment_id", "phase_id", "unit_id", "variant_id")
-    _upsert(
-        conn,
-        UnitTotal,
-        [dict(zip(unit_keys, k, strict=True), reqs=v[0], errs=v[1], oks=v[2], lat_sum=v[3])
-         for k, v in units.items()],
-        unit_keys,
-    )  # fmt: skip
-    hist_keys = ("experiment_id", "phase_id", "variant_id", "bucket")
-    _upsert(
-        conn,
-        LatencyBucket,
-        [dict(zip(hist_keys, k, strict=True), count=v) for k, v in hist.items()],
-        hist_keys,
+def latency_bucket_sql(column: str = "latency_ms", bins: LatencyBins = BINS) -> str:
+    """PostgreSQL expression for the histogram bucket of ``column`` (ms), the SQL mirror of
+    :meth:`LatencyBins.bucket`: ``width_bucket(ln(x), ln(lower), ln(upper), n_bins)``, with
+    zero latencies in bucket 0."""
+    return (
+        f"width_bucket(ln(greatest({column}, {bins.lower / 2!r})), "
+        f"ln({bins.lower!r}), ln({bins.upper!r}), {bins.n_bins})"
     )
-    out_keys = ("experiment_id", "phase_id", "unit_id", "metric")
-    _upsert(
-        conn,
-        UnitOutcome,
-        [dict(zip(out_keys, k, strict=True), cnt=v[0], total=v[1], all_binary=v[2])
-         for k, v in outs.items()],
-        out_keys,
-    )  # fmt: skip
+
+
+def _extra(keys: Sequence[str]) -> str:
+    return "".join(f", {k}" for k in keys)
+
+
+def unit_sums(source: str, extra_keys: Sequence[str] = ()) -> str:
+    """``SELECT`` of per-unit request sums from the request rows of ``source`` (a table
+    or a parenthesised subquery with an alias), one row per experiment, phase, unit,
+    assigned variant (and ``extra_keys``). Requests of units outside the coverage
+    (no assigned variant) are not analysed and left out."""
+    sums = ", ".join(f"sum({expr}) AS {col}" for col, expr in REQUEST_COLUMN_SQL.items())
+    extra = _extra(extra_keys)
+    return (
+        f"SELECT experiment_id, phase_id, unit_id, assigned_variant_id AS variant_id{extra}, "
+        f"{sums} FROM {source} WHERE assigned_variant_id IS NOT NULL "
+        f"GROUP BY experiment_id, phase_id, unit_id, assigned_variant_id{extra}"
+    )
+
+
+def latency_counts(source: str, extra_keys: Sequence[str] = ()) -> str:
+    """``SELECT`` of latency histogram counts of the successful request rows of ``source``,
+    per experiment, phase, assigned variant, bucket (and ``extra_keys``)."""
+    extra = _extra(extra_keys)
+    return (
+        f"SELECT experiment_id, phase_id, assigned_variant_id AS variant_id, "
+        f"{latency_bucket_sql()} AS bucket{extra}, count(*) AS count FROM {source} "
+        f"WHERE assigned_variant_id IS NOT NULL AND status = 'ok' "
+        f"GROUP BY experiment_id, phase_id, assigned_variant_id, bucket{extra}"
+    )
+
+
+def outcome_sums(source: str, extra_keys: Sequence[str] = ()) -> str:
+    """``SELECT`` of per-unit feedback sums (``count``, ``value``, and whether every value
+    was 0 or 1) of the outcome rows of ``source`` that have a phase."""
+    extra = _extra(extra_keys)
+    sums = ", ".join(f"{expr} AS {col}" for col, expr in FEEDBACK_COLUMN_SQL.items())
+    return (
+        f"SELECT experiment_id, phase_id, unit_id, metric{extra}, {sums}, "
+        f"bool_and(value IN (0, 1)) AS all_binary FROM {source} "
+        f"WHERE phase_id IS NOT NULL GROUP BY experiment_id, phase_id, unit_id, metric{extra}"
+    )
+
+
+def _upsert(table: str, keys: Sequence[str], values: Sequence[str], select: str) -> str:
+    """Additive upsert of ``select`` into ``table``, in key order (a fixed lock order, so
+    concurrent writers cannot deadlock on each other's rows)."""
+    sets = ", ".join(
+        f"{v} = {table}.{v} AND EXCLUDED.{v}"
+        if v == "all_binary"
+        else f"{v} = {table}.{v} + EXCLUDED.{v}"
+        for v in values
+    )
+    cols = ", ".join((*keys, *values))
+    order = ", ".join(str(i + 1) for i in range(len(keys)))
+    return (
+        f"INSERT INTO {table} ({cols}) {select} ORDER BY {order} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    )
+
+
+def upsert_unit_totals(source: str) -> str:
+    """Add the per-unit request sums of ``source`` to ``unit_totals``."""
+    return _upsert("unit_totals", UNIT_KEYS, REQUEST_COLUMNS, unit_sums(source))
+
+
+def upsert_latency_buckets(source: str) -> str:
+    """Add the latency histogram counts of ``source`` to ``latency_buckets``."""
+    return _upsert("latency_buckets", BUCKET_KEYS, ("count",), latency_counts(source))
+
+
+def upsert_unit_outcomes(source: str) -> str:
+    """Add the per-unit feedback sums of ``source`` to ``unit_outcomes``."""
+    values = (*FEEDBACK_COLUMNS, "all_binary")
+    return _upsert("unit_outcomes", OUTCOME_KEYS, values, outcome_sums(source))
 
 
 REBUILD_SQL = (
-    "DELETE FROM unit_totals WHERE experiment_id = :e",
-    "DELETE FROM latency_buckets WHERE experiment_id = :e",
-    "DELETE FROM unit_outcomes WHERE experiment_id = :e",
-    """INSERT INTO unit_totals (experiment_id, phase_id, unit_id, variant_id, reqs, errs, oks,
-                                lat_sum)
-       SELECT experiment_id, phase_id, unit_id, assigned_variant_id, count(*),
-              count(*) FILTER (WHERE status <> 'ok'), count(*) FILTER (WHERE status = 'ok'),
-              coalesce(sum(latency_ms) FILTER (WHERE status = 'ok'), 0)
-       FROM requests WHERE experiment_id = :e AND assigned_variant_id IS NOT NULL
-       GROUP BY experiment_id, phase_id, unit_id, assigned_variant_id""",
-    f"""INSERT INTO latency_buckets (experiment_id, phase_id, variant_id, bucket, count)
-       SELECT experiment_id, phase_id, assigned_variant_id, {BINS.sql("latency_ms")}, count(*)
-       FROM requests
-       WHERE experiment_id = :e AND assigned_variant_id IS NOT NULL AND status = 'ok'
-       GROUP BY 1, 2, 3, 4""",
+    "DELETE FROM unit_totals WHERE experiment_id = %(e)s",
+    "DELETE FROM latency_buckets WHERE experiment_id = %(e)s",
+    "DELETE FROM unit_outcomes WHERE experiment_id = %(e)s",
+    upsert_unit_totals("(SELECT * FROM requests WHERE experiment_id = %(e)s) AS r"),
+    upsert_latency_buckets("(SELECT * FROM requests WHERE experiment_id = %(e)s) AS r"),
     """UPDATE outcomes o SET phase_id = r.phase_id FROM requests r
-       WHERE o.experiment_id = :e AND o.phase_id IS NULL AND r.request_id = o.request_id""",
+       WHERE o.experiment_id = %(e)s AND o.phase_id IS NULL AND r.request_id = o.request_id""",
     """UPDATE outcomes o SET phase_id = p.id FROM phases p
-       WHERE o.experiment_id = :e AND o.phase_id IS NULL AND p.experiment_id = o.experiment_id
+       WHERE o.experiment_id = %(e)s AND o.phase_id IS NULL AND p.experiment_id = o.experiment_id
          AND o.created_at >= p.started_at AND o.created_at < coalesce(p.ended_at, 'infinity')""",
-    """INSERT INTO unit_outcomes (experiment_id, phase_id, unit_id, metric, cnt, total,
-                                  all_binary)
-       SELECT experiment_id, phase_id, unit_id, metric, count(*), sum(value),
-              bool_and(value IN (0, 1))
-       FROM outcomes WHERE experiment_id = :e AND phase_id IS NOT NULL
-       GROUP BY experiment_id, phase_id, unit_id, metric""",
+    upsert_unit_outcomes("(SELECT * FROM outcomes WHERE experiment_id = %(e)s) AS o"),
 )
 
 
 def rebuild(conn: Connection, experiment_id: int) -> None:
-    """Recompute every rollup of one experiment from its logs (after a bulk load)."""
+    """Recompute every rollup of one live experiment from its logs (after a bulk load).
+
+    Raises:
+        InvalidInputError: the experiment was imported: its unit rows are its data, there
+            are no logs to rebuild them from.
+    """
+    source = conn.exec_driver_sql(
+        "SELECT source FROM experiments WHERE id = %(e)s", {"e": experiment_id}
+    ).scalar()
+    if source == "import":
+        raise InvalidInputError(
+            f"experiment {experiment_id} was imported; its rollups are its data and "
+            "cannot be rebuilt from logs"
+        )
     for sql in REBUILD_SQL:
-        conn.exec_driver_sql(sql.replace(":e", "%(e)s"), {"e": experiment_id})
+        conn.exec_driver_sql(sql, {"e": experiment_id})
+
+
+def add_exposures(
+    conn: Connection, experiment_id: int, phase_id: int, units: Sequence[tuple[str, int]]
+) -> None:
+    """Record imported units' exposure: ``(unit_id, variant_id)`` pairs as ``unit_totals``
+    rows with no requests (an imported experiment has per-unit outcomes, no requests)."""
+    from abplatform.store.logstore import copy_rows
+
+    zeros = (0,) * len(REQUEST_COLUMNS)
+    copy_rows(
+        conn,
+        "unit_totals",
+        (*UNIT_KEYS, *REQUEST_COLUMNS),
+        [(experiment_id, phase_id, unit, variant, *zeros) for unit, variant in units],
+    )
+
+
+__all__ = [
+    "FEEDBACK_COLUMN_SQL",
+    "REQUEST_COLUMN_SQL",
+    "add_exposures",
+    "latency_bucket_sql",
+    "latency_counts",
+    "outcome_sums",
+    "rebuild",
+    "unit_sums",
+    "upsert_latency_buckets",
+    "upsert_unit_outcomes",
+    "upsert_unit_totals",
+]

@@ -19,13 +19,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+from abplatform.core.records import OutcomeRecord, RequestRecord
 
 log = logging.getLogger(__name__)
 
-WriteFn = Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]
+WriteFn = Callable[[Sequence[RequestRecord], Sequence[OutcomeRecord]], object]
 
 
 @dataclass
@@ -36,17 +36,6 @@ class WriterStats:
     outcomes_written: int = 0
     failed_flushes: int = 0
     last_error: str | None = None
-
-
-def _encode(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
-
-
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    if isinstance(out.get("created_at"), str):
-        out["created_at"] = datetime.fromisoformat(out["created_at"])
-    return out
 
 
 class BatchWriter:
@@ -72,8 +61,8 @@ class BatchWriter:
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._spill_dir = spill_dir
-        self._requests: deque[dict[str, Any]] = deque()
-        self._outcomes: deque[dict[str, Any]] = deque()
+        self._requests: deque[RequestRecord] = deque()
+        self._outcomes: deque[OutcomeRecord] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -84,14 +73,14 @@ class BatchWriter:
         """Rows buffered and not yet written."""
         return len(self._requests) + len(self._outcomes)
 
-    def log_request(self, row: dict[str, Any]) -> None:
-        """Queue one request row (see :data:`abplatform.store.logstore.REQUEST_FIELDS`)."""
+    def log_request(self, row: RequestRecord) -> None:
+        """Queue one request record."""
         self._requests.append(row)
         if len(self._requests) >= self._batch_size:
             self._wake.set()
 
-    def log_outcome(self, row: dict[str, Any]) -> None:
-        """Queue one outcome row (see :data:`abplatform.store.logstore.OUTCOME_FIELDS`)."""
+    def log_outcome(self, row: OutcomeRecord) -> None:
+        """Queue one outcome record."""
         self._outcomes.append(row)
         if len(self._outcomes) >= self._batch_size:
             self._wake.set()
@@ -162,7 +151,7 @@ class BatchWriter:
         with path.open("w") as fh:
             for kind, rows in (("request", self._requests), ("outcome", self._outcomes)):
                 for row in rows:
-                    fh.write(json.dumps({"kind": kind, "row": _encode(row)}) + "\n")
+                    fh.write(json.dumps({"kind": kind, "row": row.to_json()}) + "\n")
         log.warning("spilled %d unwritten log rows to %s", self.pending, path)
         self._requests.clear()
         self._outcomes.clear()
@@ -173,6 +162,8 @@ class BatchWriter:
         for path in sorted(self._spill_dir.glob("spill-*.jsonl")):
             for line in path.read_text().splitlines():
                 item = json.loads(line)
-                target = self._requests if item["kind"] == "request" else self._outcomes
-                target.append(_decode(item["row"]))
+                if item["kind"] == "request":
+                    self._requests.append(RequestRecord.from_json(item["row"]))
+                else:
+                    self._outcomes.append(OutcomeRecord.from_json(item["row"]))
             path.unlink()

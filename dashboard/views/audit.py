@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from abplatform.service import experiments as service
+from abplatform import service
 from dashboard import data
 from dashboard.tables import DASH
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from abplatform.service import experiments as service
-from abplatform.service.reports import BUILTIN_METRICS
+from abplatform import service
+from abplatform.core.metrics import BUILTIN_METRICS
 from abplatform.settings import get_settings
 from dashboard import access, context, nav
 

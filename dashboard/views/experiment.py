@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from abplatform.service import experiments as service
-from abplatform.service.reports import Report
+from abplatform import service
+from abplatform.core.report import Report
 from dashboard import access, charts, context, data, tables
 
 ACTION_PREFIXES = ("split_", "promote_", "end_", "start_")

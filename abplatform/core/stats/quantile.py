@@ -6,8 +6,9 @@ adds with ``+`` across days and slices and that SQL computes without downloading
     SELECT variant, width_bucket(ln(greatest(latency_ms, 0.05)), ln(0.1), ln(1000000.0), 700)
            AS bucket, count(*) FROM requests GROUP BY 1, 2
 
-(:meth:`LatencyBins.sql` writes that expression; :meth:`LatencyBins.bucket` is its numpy
-mirror.) The default 700 bins span 0.1 ms - 1e6 ms at 100 bins per decade, so a bin is
+(:func:`abplatform.store.rollups.latency_bucket_sql` writes that expression;
+:meth:`LatencyBins.bucket` is its numpy mirror.) The default 700 bins span 0.1 ms - 1e6 ms
+at 100 bins per decade, so a bin is
 2.3% wide and the log-interpolated quantile is accurate to well under 1%.
 
 Estimator and uncertainty:
@@ -88,13 +89,6 @@ class LatencyBins:
         b[x < self.lower] = 0
         b[x >= self.upper] = self.n_bins + 1
         return np.clip(b, 0, self.n_bins + 1)
-
-    def sql(self, column: str) -> str:
-        """Postgres expression for the bucket of ``column`` (zero latencies go to bucket 0)."""
-        return (
-            f"width_bucket(ln(greatest({column}, {self.lower / 2!r})), "
-            f"ln({self.lower!r}), ln({self.upper!r}), {self.n_bins})"
-        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,5 @@
+"""``python -m abplatform.cli``: the command line."""
+
+from abplatform.cli.app import main
+
+main()

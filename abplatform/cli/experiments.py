@@ -1,0 +1,217 @@
+"""``abplatform experiment ...``: create, list, show, start, set-weights, promote, stop,
+audit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from abplatform import service
+from abplatform.cli.common import ACTOR, console, fail, first_error, parse_weights, run_service
+
+experiment_app = typer.Typer(help="Create and manage experiments.", no_args_is_help=True)
+
+
+def _parse_variant(text: str) -> service.VariantSpec:
+    parts = text.split(":")
+    if len(parts) == 4 and parts[3] == "control":
+        key, model_version, app_id = parts[:3]
+        control = True
+    elif len(parts) == 3:
+        key, model_version, app_id = parts
+        control = False
+    else:
+        fail(
+            f"--variant must be KEY:MODEL_VERSION:BACKEND_APP_ID[:control], got {text!r} "
+            "(e.g. control:v1:abplatform/model-v1:control)"
+        )
+        raise AssertionError
+    try:
+        return service.VariantSpec(
+            key=key, model_version=model_version, backend_app_id=app_id, is_control=control
+        )
+    except ValueError as exc:
+        fail(f"invalid variant {text!r}: {first_error(exc)}")
+        raise
+
+
+def print_experiment(view: service.ExperimentView) -> None:
+    """Render one experiment as rich tables."""
+    console.print(
+        f"[bold]{view.name}[/]  status=[cyan]{view.status}[/]  version={view.version}  "
+        f"phase={view.current_phase.number}  coverage={view.coverage:g}%  "
+        f"seed={view.current_phase.hash_seed}  hash v{view.hash_version}"
+        + (f"  winner=[green]{view.winner}[/]" if view.winner else "")
+    )
+    if view.description:
+        console.print(view.description)
+    table = Table("variant", "model_version", "backend app", "control", "weight %")
+    for v in view.variants:
+        table.add_row(
+            v.key, v.model_version, v.backend_app_id, "yes" if v.is_control else "", f"{v.weight:g}"
+        )
+    console.print(table)
+    phases = Table("phase", "weights %", "seed", "started (UTC)", "ended (UTC)", "reason")
+    for p in view.phases:
+        phases.add_row(
+            str(p.number),
+            "/".join(f"{w:g}" for w in p.weights),
+            p.hash_seed,
+            f"{p.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{p.ended_at:%Y-%m-%d %H:%M:%S}" if p.ended_at else "",
+            p.reason,
+        )
+    console.print(phases)
+
+
+@experiment_app.command("create")
+def experiment_create(
+    name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, . _ -")],
+    variant: Annotated[
+        list[str],
+        typer.Option(
+            "--variant",
+            "-v",
+            help="KEY:MODEL_VERSION:BACKEND_APP_ID[:control]; repeat once per variant.",
+        ),
+    ],
+    weights: Annotated[
+        str | None, typer.Option(help="Percent per variant, comma-separated (default: equal).")
+    ] = None,
+    coverage: Annotated[float, typer.Option(help="Percent of units enrolled.")] = 100.0,
+    description: Annotated[str, typer.Option()] = "",
+    primary_metric: Annotated[str, typer.Option(help="Decision metric.")] = "error_rate",
+    guardrail: Annotated[
+        list[str] | None, typer.Option(help="Guardrail metric; repeatable.")
+    ] = None,
+    seed: Annotated[str | None, typer.Option(help="Hash seed (default: random).")] = None,
+    fallback: Annotated[
+        bool, typer.Option(help="Fall back to control on backend failure.")
+    ] = False,
+    start: Annotated[bool, typer.Option(help="Start it right away.")] = False,
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Create an experiment (draft, or running with --start)."""
+    try:
+        spec = service.ExperimentSpec(
+            name=name,
+            description=description,
+            variants=[_parse_variant(v) for v in variant],
+            weights=parse_weights(weights) if weights else None,
+            coverage=coverage,
+            primary_metric=primary_metric,
+            guardrails=guardrail if guardrail is not None else list(service.DEFAULT_GUARDRAILS),
+            hash_seed=seed,
+            fallback_to_control=fallback,
+        )
+    except ValueError as exc:
+        fail(f"invalid experiment: {first_error(exc)}")
+        raise
+    view = run_service(service.create_experiment, spec, actor=actor)
+    if start:
+        view = run_service(service.start_experiment, name, actor=actor)
+    print_experiment(view)
+
+
+@experiment_app.command("list")
+def experiment_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List experiments, newest first."""
+    views = run_service(service.list_experiments)
+    if as_json:
+        print(json.dumps([service.as_dict(v) for v in views], default=str, indent=2))
+        return
+    table = Table("name", "status", "phase", "weights %", "winner", "updated (UTC)")
+    for v in views:
+        table.add_row(
+            v.name,
+            v.status,
+            str(v.current_phase.number),
+            "/".join(f"{x.key}={x.weight:g}" for x in v.variants),
+            v.winner or "",
+            f"{v.updated_at:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+@experiment_app.command("show")
+def experiment_show(
+    name: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """Show an experiment's variants and phases."""
+    view = run_service(service.get_experiment, name)
+    if as_json:
+        print(json.dumps(service.as_dict(view), default=str, indent=2))
+    else:
+        print_experiment(view)
+
+
+@experiment_app.command("start")
+def experiment_start(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
+    """Start a draft experiment: the router begins serving it."""
+    print_experiment(run_service(service.start_experiment, name, actor=actor))
+
+
+@experiment_app.command("set-weights")
+def experiment_set_weights(
+    name: str,
+    weights: Annotated[str, typer.Argument(help="Percent per variant, e.g. 20,80.")],
+    rerandomize: Annotated[
+        bool, typer.Option(help="New hash seed instead of sticky minimal movement.")
+    ] = False,
+    coverage: Annotated[float | None, typer.Option(help="New coverage, percent.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Change split weights: starts a new phase (sticky by default)."""
+    mode = "rerandomize" if rerandomize else "sticky"
+    w = parse_weights(weights)
+    preview = run_service(service.preview_weight_change, name, w, mode)
+    console.print(
+        f"{mode}: {'/'.join(f'{x:g}' for x in preview.old_weights)} → "
+        f"{'/'.join(f'{x:g}' for x in preview.new_weights)}; "
+        f"{preview.moved_fraction:.1%} of units would change variant"
+    )
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Apply?", abort=True)
+    print_experiment(
+        run_service(service.set_weights, name, w, actor=actor, mode=mode, coverage=coverage)
+    )
+
+
+@experiment_app.command("promote")
+def experiment_promote(
+    name: str,
+    variant: Annotated[str, typer.Argument(help="Winning variant key.")],
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Promote a winner: 100% of traffic, experiment concluded."""
+    print_experiment(run_service(service.promote, name, variant, actor=actor))
+
+
+@experiment_app.command("stop")
+def experiment_stop(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
+    """Stop an experiment for good: the router answers 409 for it from then on. To end a
+    test and keep serving, promote a variant instead (promoting the control rolls back)."""
+    print_experiment(run_service(service.stop_experiment, name, actor=actor))
+
+
+@experiment_app.command("audit")
+def experiment_audit(name: str) -> None:
+    """Show an experiment's audit log."""
+    entries = run_service(service.audit_log, name)
+    table = Table("at (UTC)", "actor", "action", "before", "after")
+    for e in entries:
+        table.add_row(
+            f"{e['at']:%Y-%m-%d %H:%M:%S}",
+            e["actor"],
+            e["action"],
+            json.dumps(e["before"], default=str)[:60] if e["before"] else "",
+            json.dumps(e["after"], default=str)[:60] if e["after"] else "",
+        )
+    console.print(table)

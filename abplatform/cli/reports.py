@@ -1,0 +1,133 @@
+"""``abplatform report``, ``import`` and ``power``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from abplatform.cli.common import ACTOR, console, fail, parse_weights, run_service
+
+
+def report_cmd(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    phase: Annotated[int | None, typer.Option(help="Phase number (default: current).")] = None,
+    fixed_horizon: Annotated[
+        bool, typer.Option(help="Welch t-test instead of the always-valid sequential test.")
+    ] = False,
+    alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
+    correction: Annotated[str, typer.Option(help="holm, bh or none.")] = "holm",
+    include_multi_exposure: Annotated[
+        bool, typer.Option(help="Keep units assigned to more than one variant.")
+    ] = False,
+) -> None:
+    """Print the stats report of an experiment."""
+    from abplatform.cli.render import render
+    from abplatform.service.reports import build_report
+
+    report = run_service(
+        build_report,
+        name,
+        phase=phase,
+        method="fixed" if fixed_horizon else "sequential",
+        alpha=alpha,
+        correction=correction,  # type: ignore[arg-type]
+        include_multi_exposure=include_multi_exposure,
+    )
+    if as_json:
+        print(report.to_json())
+    else:
+        render(report, console)
+
+
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV file, one row per unit.", exists=True)],
+    experiment: Annotated[str, typer.Option(help="Name of the new (concluded) experiment.")],
+    unit: Annotated[str, typer.Option(help="Unit id column.")],
+    variant: Annotated[str, typer.Option(help="Variant column.")],
+    control: Annotated[str, typer.Option(help="Value of the variant column for control.")],
+    metric: Annotated[list[str], typer.Option(help="Metric column; repeatable; first = primary.")],
+    treatment: Annotated[
+        list[str] | None, typer.Option(help="Allowed treatment value; repeatable (default: all).")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Intended split in percent, control first (default: equal).")
+    ] = None,
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Import historical per-unit results so the same report runs on them."""
+    from abplatform.service.imports import import_csv
+
+    result = run_service(
+        import_csv,
+        file,
+        experiment=experiment,
+        unit_col=unit,
+        variant_col=variant,
+        control=control,
+        metrics=metric,
+        treatments=treatment,
+        weights=parse_weights(weights) if weights else None,
+        actor=actor,
+    )
+    console.print(
+        f"imported {result.units_imported:,} units into [bold]{experiment}[/] "
+        f"({', '.join(f'{k}: {v:,}' for k, v in result.units_by_variant.items())}) "
+        f"from {result.rows_read:,} rows"
+    )
+    if result.bad_rows:
+        table = Table("rejected rows: reason", "rows", "examples (data row numbers)")
+        for reason, count in result.bad_rows.most_common():
+            table.add_row(reason, f"{count:,}", ", ".join(map(str, result.examples[reason])))
+        console.print(table)
+    else:
+        console.print("no rows rejected")
+
+
+def power_cmd(
+    proportion: Annotated[
+        float | None, typer.Option(help="Baseline rate of a binary metric (fraction).")
+    ] = None,
+    mean: Annotated[float | None, typer.Option(help="Baseline mean of a metric.")] = None,
+    sd: Annotated[
+        float | None, typer.Option(help="Per-unit standard deviation (with --mean).")
+    ] = None,
+    mde: Annotated[
+        float | None, typer.Option(help="Minimum detectable effect (fraction if --relative).")
+    ] = None,
+    n: Annotated[int | None, typer.Option(help="Units per variant: print the MDE instead.")] = None,
+    relative: Annotated[bool, typer.Option(help="MDE relative to the baseline.")] = True,
+    alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power (fraction).")] = 0.8,
+    variants: Annotated[int, typer.Option(help="Number of variants, control included.")] = 2,
+) -> None:
+    """Sample size per variant for an MDE, or the MDE for a sample size (fixed horizon)."""
+    from abplatform.core.stats import Baseline, minimum_detectable_effect, sample_size_per_variant
+
+    try:
+        if proportion is not None:
+            baseline = Baseline.for_proportion(proportion)
+        elif mean is not None and sd is not None:
+            baseline = Baseline.for_mean(mean, sd)
+        else:
+            fail("give --proportion P, or --mean M with --sd S")
+            return
+        kind = "relative" if relative else "absolute"
+        if n is not None:
+            effect = minimum_detectable_effect(
+                baseline, n, difference=kind, alpha=alpha, power=power, n_variants=variants
+            )
+            shown = f"{effect:.2%}" if relative else f"{effect:.4g}"
+            console.print(f"MDE with {n:,} units per variant: {shown} ({kind})")
+        elif mde is not None:
+            size = sample_size_per_variant(
+                baseline, mde, difference=kind, alpha=alpha, power=power, n_variants=variants
+            )
+            console.print(f"units per variant to detect {mde:g} ({kind}): {size:,}")
+        else:
+            fail("give --mde (for a sample size) or --n (for the MDE)")
+    except ValueError as exc:
+        fail(str(exc))

@@ -1,0 +1,101 @@
+"""The experiment lifecycle in one table: which states serve traffic, which commands are
+allowed from which states, and where each command leads.
+
+::
+
+    draft ──start──▶ running ──promote──▶ concluded   (the winner serves 100%)
+      │  ╲             │  ╲
+      │   promote      │   stop ──▶ stopped          (the router refuses: 409)
+      │   stop         set-weights (a new phase, same state)
+      set-weights
+
+The service applies these rules before every write; the router serves only
+:data:`SERVING` states.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from abplatform.core.errors import ConflictError
+
+
+class ExperimentStatus(enum.StrEnum):
+    """Lifecycle: draft → running → (stopped | concluded)."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    CONCLUDED = "concluded"
+
+
+class Command(enum.StrEnum):
+    """A lifecycle command an operator (or the system) can issue."""
+
+    START = "start"
+    SET_WEIGHTS = "set_weights"
+    PROMOTE = "promote"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """From which states a command is allowed, what it leads to (None: the state stays),
+    and how an error message names it (``"cannot {verb} experiment 'x'"``)."""
+
+    allowed_from: frozenset[ExperimentStatus]
+    to: ExperimentStatus | None
+    verb: str
+
+
+_EDITABLE = frozenset({ExperimentStatus.DRAFT, ExperimentStatus.RUNNING})
+
+TRANSITIONS: dict[Command, Transition] = {
+    Command.START: Transition(
+        frozenset({ExperimentStatus.DRAFT}), ExperimentStatus.RUNNING, "start"
+    ),
+    Command.SET_WEIGHTS: Transition(_EDITABLE, None, "change weights of"),
+    Command.PROMOTE: Transition(_EDITABLE, ExperimentStatus.CONCLUDED, "promote a winner of"),
+    Command.STOP: Transition(_EDITABLE, ExperimentStatus.STOPPED, "stop"),
+}
+"""Every allowed transition; anything not listed here is refused."""
+
+SERVING: frozenset[ExperimentStatus] = frozenset(
+    {ExperimentStatus.RUNNING, ExperimentStatus.CONCLUDED}
+)
+"""States in which the router answers requests (a concluded experiment serves its winner)."""
+
+
+def check_transition(name: str, status: str, command: Command) -> ExperimentStatus:
+    """The state ``command`` leads to from ``status``.
+
+    Raises:
+        ConflictError: the command is not allowed from ``status``; the message names the
+            states from which it is.
+    """
+    rule = TRANSITIONS[command]
+    current = ExperimentStatus(status)
+    if current not in rule.allowed_from:
+        allowed = " or ".join(sorted(s.value for s in rule.allowed_from))
+        raise ConflictError(
+            f"cannot {rule.verb} experiment '{name}': it is {current.value}, and this is "
+            f"allowed only when it is {allowed}"
+        )
+    return rule.to or current
+
+
+def serves(status: str) -> bool:
+    """Whether the router answers requests for an experiment in ``status``."""
+    return status in SERVING
+
+
+__all__ = [
+    "SERVING",
+    "TRANSITIONS",
+    "Command",
+    "ExperimentStatus",
+    "Transition",
+    "check_transition",
+    "serves",
+]

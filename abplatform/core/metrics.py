@@ -1,0 +1,321 @@
+"""The metric catalogue and the sufficient statistics every metric is built from.
+
+Data flow: the log store keeps, per unit (the unit of randomisation), the sums of a few
+**unit columns** (:data:`REQUEST_COLUMNS`; feedback per metric: :data:`FEEDBACK_COLUMNS`).
+A query sums those over the units of each variant into :class:`Moments` (gbstats's
+sufficient statistics: ``n``, ``sum``, ``sum_squares``, ``sum_product``) and a latency
+histogram, giving one :class:`VariantData` per variant and one :class:`PhaseData` per
+analysed phase. Each :class:`Metric` says how its per-arm
+:class:`~abplatform.core.stats.Statistic` is built from those aggregates, its unit, its
+good direction and its default role. Nothing else in the platform restates a metric.
+
+Built-in metrics (all lower-is-better):
+
+========================  ====================================  ========  ==========
+name                      definition                            unit      role
+========================  ====================================  ========  ==========
+``error_rate``            failed / all requests, per unit       fraction  guardrail
+``latency_mean``          latency of successful requests / ok   ms        secondary
+``latency_p50|p95|p99``   request-level quantile (histogram)    ms        p95 guardrail
+========================  ====================================  ========  ==========
+
+Per-request metrics are unit-level **ratio metrics** (delta method, Deng et al. 2018),
+because the unit of randomisation (a user) makes many requests. Any other metric name is
+a **feedback metric**: the mean value per feedback, per unit (higher is better); when every
+unit has exactly one 0/1 value it is a proportion.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from abplatform.core.stats import (
+    LatencyBins,
+    LatencyHistogram,
+    ProportionStatistic,
+    RatioStatistic,
+    Statistic,
+)
+
+BINS = LatencyBins()
+"""The latency histogram layout of the rollups and the report (0.1 ms – 1000 s, 700 bins)."""
+
+REQUEST_COLUMNS: tuple[str, ...] = ("requests", "errors", "successes", "latency_ms")
+"""Per-unit request sums the store keeps: requests made, requests that failed (error or
+timeout), requests that succeeded, and the summed latency (ms) of the successful ones."""
+
+FEEDBACK_COLUMNS: tuple[str, ...] = ("value", "count")
+"""Per-unit feedback sums, per metric: the summed values and how many there were."""
+
+
+class Role(enum.StrEnum):
+    """What a metric does in a decision."""
+
+    PRIMARY = "primary"
+    GUARDRAIL = "guardrail"
+    SECONDARY = "secondary"
+
+
+Source = Literal["requests", "latency", "feedback"]
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sums over units of per-unit columns: gbstats's sufficient statistics.
+
+    ``n`` units; ``sum[c]`` and ``sum_squares[c]`` per column ``c``; ``sum_product[(a, b)]``
+    per pair of columns a ratio metric divides. Missing entries count as 0. Moments of
+    disjoint sets of units add with ``+``.
+    """
+
+    n: int = 0
+    sum: Mapping[str, float] = field(default_factory=dict)
+    sum_squares: Mapping[str, float] = field(default_factory=dict)
+    sum_product: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    def ratio(self, numerator: str, denominator: str) -> RatioStatistic:
+        """The unit-level ratio ``Σ numerator / Σ denominator`` as a delta-method statistic.
+
+        Raises:
+            KeyError: the product of the two columns was not aggregated.
+        """
+        n = self.n
+        product = self.sum_product[(numerator, denominator)] if n else 0.0
+        return RatioStatistic(
+            n=n,
+            m_sum=self.sum.get(numerator, 0.0),
+            m_sum_squares=self.sum_squares.get(numerator, 0.0),
+            d_sum=self.sum.get(denominator, 0.0),
+            d_sum_squares=self.sum_squares.get(denominator, 0.0),
+            m_d_sum_of_products=product,
+        )
+
+    def total(self, column: str) -> float:
+        """``Σ column`` over the units (0 when absent)."""
+        return self.sum.get(column, 0.0)
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(
+            self.n + other.n,
+            _add(self.sum, other.sum),
+            _add(self.sum_squares, other.sum_squares),
+            _add(self.sum_product, other.sum_product),
+        )
+
+
+K = TypeVar("K")
+
+
+def _add(a: Mapping[K, float], b: Mapping[K, float]) -> dict[K, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
+@dataclass(frozen=True)
+class FeedbackData:
+    """One feedback metric in one variant: :class:`Moments` of ``value`` and ``count`` over
+    the units with at least one value, and whether each of them has exactly one 0/1 value."""
+
+    moments: Moments
+    binary_single: bool
+
+    def __add__(self, other: FeedbackData) -> FeedbackData:
+        return FeedbackData(
+            self.moments + other.moments, self.binary_single and other.binary_single
+        )
+
+
+def empty_histogram() -> LatencyHistogram:
+    """A latency histogram with no observations, on :data:`BINS`."""
+    return LatencyHistogram(BINS, (0,) * (BINS.n_bins + 2))
+
+
+@dataclass(frozen=True)
+class VariantData:
+    """What the store knows of one variant in one phase (or one slice of it).
+
+    ``requests``: :class:`Moments` of :data:`REQUEST_COLUMNS` over the variant's units
+    (``requests.n`` is the number of exposed units); ``latency``: histogram (ms) of
+    successful requests; ``feedback``: per feedback metric name.
+    """
+
+    requests: Moments = field(default_factory=Moments)
+    latency: LatencyHistogram = field(default_factory=empty_histogram)
+    feedback: Mapping[str, FeedbackData] = field(default_factory=dict)
+
+    @property
+    def units(self) -> int:
+        """Units exposed to the variant."""
+        return self.requests.n
+
+    def __add__(self, other: VariantData) -> VariantData:
+        feedback = dict(self.feedback)
+        for name, fb in other.feedback.items():
+            feedback[name] = feedback[name] + fb if name in feedback else fb
+        return VariantData(self.requests + other.requests, self.latency + other.latency, feedback)
+
+
+@dataclass(frozen=True)
+class PhaseData:
+    """Everything the analysis of one phase needs, keyed by variant key.
+
+    ``multi_exposure_units`` counts units seen in more than one variant;
+    ``multi_exposure_included`` says whether they are in ``variants``.
+    """
+
+    phase: int
+    variants: Mapping[str, VariantData]
+    multi_exposure_units: int = 0
+    multi_exposure_included: bool = False
+
+    def variant(self, key: str) -> VariantData:
+        """The data of variant ``key`` (empty when it has none)."""
+        return self.variants.get(key) or VariantData()
+
+    @property
+    def feedback_metrics(self) -> tuple[str, ...]:
+        """Names of the feedback metrics with data in any variant, sorted."""
+        return tuple(sorted({m for v in self.variants.values() for m in v.feedback}))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its name, meaning, unit, good direction, default role and how its
+    per-arm statistic is built.
+
+    ``source`` ``"requests"``: the ratio ``Σ numerator / Σ denominator`` of two
+    :data:`REQUEST_COLUMNS` per unit; ``"latency"``: the ``quantile`` of the latency
+    histogram; ``"feedback"``: the per-unit mean of a feedback metric's values.
+    ``unit`` is ``"fraction"``, ``"ms"`` or ``"value"``.
+    """
+
+    name: str
+    description: str
+    unit: str
+    lower_is_better: bool
+    default_role: Role
+    source: Source
+    numerator: str = ""
+    denominator: str = ""
+    quantile: float = 0.0
+
+    def statistics(self, data: PhaseData, keys: Iterable[str]) -> dict[str, Statistic]:
+        """The per-arm statistic of this metric for each variant key in ``keys``."""
+        keys = list(keys)
+        if self.source == "requests":
+            return {
+                k: data.variant(k).requests.ratio(self.numerator, self.denominator) for k in keys
+            }
+        if self.source == "latency":
+            return {k: data.variant(k).latency.quantile(self.quantile) for k in keys}
+        found = {k: data.variant(k).feedback.get(self.name) for k in keys}
+        if all(fb is None or fb.binary_single for fb in found.values()):
+            return {
+                k: ProportionStatistic(n=fb.moments.n, sum=fb.moments.total("value"))
+                if fb
+                else ProportionStatistic(n=0, sum=0.0)
+                for k, fb in found.items()
+            }
+        return {
+            k: (fb.moments if fb else Moments()).ratio("value", "count") for k, fb in found.items()
+        }
+
+
+def _latency_quantile(p: float, role: Role) -> Metric:
+    return Metric(
+        f"latency_p{round(p * 100)}",
+        f"{round(p * 100)}th percentile of successful requests' latency",
+        "ms",
+        True,
+        role,
+        "latency",
+        quantile=p,
+    )
+
+
+BUILTIN_METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "error_rate",
+            "failed requests / all requests (per unit)",
+            "fraction",
+            True,
+            Role.GUARDRAIL,
+            "requests",
+            "errors",
+            "requests",
+        ),
+        Metric(
+            "latency_mean",
+            "mean latency of successful requests (per unit)",
+            "ms",
+            True,
+            Role.SECONDARY,
+            "requests",
+            "latency_ms",
+            "successes",
+        ),
+        _latency_quantile(0.50, Role.SECONDARY),
+        _latency_quantile(0.95, Role.GUARDRAIL),
+        _latency_quantile(0.99, Role.SECONDARY),
+    )
+}
+"""The request metrics every live experiment has, by name."""
+
+DEFAULT_GUARDRAILS: tuple[str, ...] = tuple(
+    m.name for m in BUILTIN_METRICS.values() if m.default_role == Role.GUARDRAIL
+)
+"""Guardrails of a new experiment unless it names its own."""
+
+RATIO_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (m.numerator, m.denominator) for m in BUILTIN_METRICS.values() if m.source == "requests"
+)
+"""The column pairs whose per-unit products the store must sum (``sum_product``)."""
+
+FEEDBACK_PAIR: tuple[str, str] = ("value", "count")
+"""The feedback column pair whose per-unit product the store sums."""
+
+
+def feedback_metric(name: str) -> Metric:
+    """The catalogue entry of a feedback metric (``name`` is not a built-in)."""
+    return Metric(
+        name,
+        f"mean '{name}' feedback value (per unit)",
+        "value",
+        False,
+        Role.SECONDARY,
+        "feedback",
+        "value",
+        "count",
+    )
+
+
+def metric(name: str) -> Metric:
+    """The catalogue entry of ``name``: a built-in, else a feedback metric."""
+    return BUILTIN_METRICS.get(name) or feedback_metric(name)
+
+
+__all__ = [
+    "BINS",
+    "BUILTIN_METRICS",
+    "DEFAULT_GUARDRAILS",
+    "FEEDBACK_COLUMNS",
+    "FEEDBACK_PAIR",
+    "RATIO_PAIRS",
+    "REQUEST_COLUMNS",
+    "FeedbackData",
+    "Metric",
+    "Moments",
+    "PhaseData",
+    "Role",
+    "VariantData",
+    "empty_histogram",
+    "feedback_metric",
+    "metric",
+]

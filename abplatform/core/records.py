@@ -1,0 +1,95 @@
+"""The event records: one routed request, one outcome (feedback) value.
+
+These frozen dataclasses are the one definition of a log row. The router builds them, the
+batch writer buffers and spills them, the log store copies them into PostgreSQL (their
+field names are the table's columns, in order), the rollups aggregate them, and the
+importer writes imported outcomes with them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+
+class RequestStatus(enum.StrEnum):
+    """Outcome of one routed request."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+class _Record:
+    """JSON round trip for the spill files (datetimes as ISO 8601 strings)."""
+
+    __slots__ = ()
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = ("created_at",)
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """Field names, in order: the log table's columns this record fills."""
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    def as_row(self) -> tuple[Any, ...]:
+        """Values in :meth:`columns` order (for ``COPY``)."""
+        return tuple(getattr(self, name) for name in self.columns())
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (timestamps ISO 8601 with their UTC offset)."""
+        out = {name: getattr(self, name) for name in self.columns()}
+        for name in self.TIME_FIELDS:
+            out[name] = out[name].isoformat()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_json`."""
+        values = dict(data)
+        for name in cls.TIME_FIELDS:
+            values[name] = datetime.fromisoformat(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord(_Record):
+    """One routed request (a row of ``requests``).
+
+    ``assigned_variant_id`` is None for a unit outside the coverage (it is served the
+    control and not analysed); ``served_variant_id`` is None when no backend answered.
+    ``latency_ms`` is the router's wall time for the backend call(s), in milliseconds.
+    ``created_at`` is timezone-aware (UTC).
+    """
+
+    request_id: str
+    experiment_id: int
+    phase_id: int
+    unit_id: str
+    assigned_variant_id: int | None
+    served_variant_id: int | None
+    model_version: str | None
+    latency_ms: float
+    status: str
+    error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord(_Record):
+    """One outcome value for a unit (a row of ``outcomes``): ``metric`` = ``value``,
+    optionally tied to the request it rates. ``outcome_key`` makes a retried write
+    idempotent."""
+
+    outcome_key: str
+    experiment_id: int
+    phase_id: int | None
+    request_id: str | None
+    unit_id: str
+    metric: str
+    value: float
+    created_at: datetime
+
+
+__all__ = ["OutcomeRecord", "RequestRecord", "RequestStatus"]
