@@ -189,12 +189,16 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
     machine_type = "S"
     max_multiplexing = 64
     request_timeout = 300
+    # What the router imports (an import-linter contract keeps alembic, the embedded
+    # server, pandas, Streamlit and torch out); numpy and scipy serve the core's statistics.
     requirements = [
         "fal-client>=1.0.3,<1.1",
         "sqlalchemy>=2.0.30,<2.2",
         "psycopg[binary]>=3.2,<3.4",
         "pydantic>=2.9,<2.15",
         "pydantic-settings>=2.5",
+        "numpy>=1.26",
+        "scipy>=1.13,<1.18",
     ]
     secrets = ["FAL_KEY", "DATABASE_URL"]
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
-from sqlalchemy.orm import Session
 
 from abplatform.service import database as db_module
+from abplatform.service.database import Session
 from dashboard.store import ResultStore
 
 REFRESH_ENV = "ABPLATFORM_DASHBOARD_REFRESH_S"

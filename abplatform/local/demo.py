@@ -134,6 +134,66 @@ def choose_winner(report: Report) -> tuple[str, str]:
     return control, f"not yet significant; nothing beats {control} on {primary.metric}"
 
 
+def create_demo_experiment(stack: LocalStack, name: str) -> None:
+    """Create and start *model-v1 (control) vs model-v2, 50/50*, primary metric thumbs-up."""
+    assert stack.db is not None
+    spec = service.ExperimentSpec(
+        name=name,
+        description="Does model-v2 get more thumbs-up than model-v1?",
+        variants=[
+            service.VariantSpec(
+                key="control", model_version="v1", backend_app_id="abplatform/model-v1",
+                is_control=True,
+            ),
+            service.VariantSpec(
+                key="treatment", model_version="v2", backend_app_id="abplatform/model-v2"
+            ),
+        ],
+        weights=[50, 50],
+        primary_metric="thumbs_up",
+        guardrails=["error_rate"],
+    )  # fmt: skip
+    with stack.db.sessions() as s:
+        service.create_experiment(s, spec, actor="demo")
+        service.start_experiment(s, name, actor="demo")
+
+
+def run_traffic(
+    stack: LocalStack, name: str, units: list[str], rng: np.random.Generator, *,
+    concurrency: int, label: str, console: Console, feedback: bool = True,
+) -> TrafficResult:  # fmt: skip
+    """Send one request per entry of ``units`` with a progress bar; flush the router's log."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console) as progress:
+        result = asyncio.run(
+            send_traffic(
+                stack.router_url, name, units, rng=rng, concurrency=concurrency,
+                progress=progress, label=label, feedback=feedback,
+            )
+        )  # fmt: skip
+    _flush(stack.router_url)
+    return result
+
+
+def check_demo(
+    first: TrafficResult, second: TrafficResult, winner: str, after_promotion: int,
+    logged_first: int, logged_total: int,
+) -> None:  # fmt: skip
+    """Raise :class:`RuntimeError` naming every check the run failed."""
+    problems = []
+    if first.missing_model_version or second.missing_model_version:
+        problems.append("some responses lacked model_version")
+    if logged_first != first.sent or logged_total != first.sent + second.sent:
+        problems.append("request log row count differs from requests sent")
+    if set(second.by_variant) != {winner} or second.ok != after_promotion:
+        problems.append("not every request after the promotion went to the winner")
+    if first.failed or second.failed:
+        problems.append(f"{first.failed + second.failed} requests failed")
+    if problems:
+        raise RuntimeError("demo check failed: " + "; ".join(problems))
+
+
 def run_demo(
     home: Path,
     *,
@@ -156,48 +216,12 @@ def run_demo(
     with LocalStack(home) as stack:
         assert stack.db is not None
         console.print(f"stack up: router {stack.router_url}, database {_safe(stack.db.url)}")
-        with stack.db.sessions() as s:
-            service.create_experiment(
-                s,
-                service.ExperimentSpec(
-                    name=name,
-                    description="Does model-v2 get more thumbs-up than model-v1?",
-                    variants=[
-                        service.VariantSpec(
-                            key="control",
-                            model_version="v1",
-                            backend_app_id="abplatform/model-v1",
-                            is_control=True,
-                        ),
-                        service.VariantSpec(
-                            key="treatment",
-                            model_version="v2",
-                            backend_app_id="abplatform/model-v2",
-                        ),
-                    ],
-                    weights=[50, 50],
-                    primary_metric="thumbs_up",
-                    guardrails=["error_rate"],
-                ),
-                actor="demo",
-            )
-            service.start_experiment(s, name, actor="demo")
+        create_demo_experiment(stack, name)
         console.print(f"created and started experiment [bold]{name}[/] (v1 control vs v2, 50/50)")
-
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            first = asyncio.run(
-                send_traffic(
-                    stack.router_url, name, unit_ids(units, requests, rng), rng=rng,
-                    concurrency=concurrency, progress=progress, label="experiment traffic",
-                )
-            )  # fmt: skip
-        _flush(stack.router_url)
+        first = run_traffic(
+            stack, name, unit_ids(units, requests, rng), rng, concurrency=concurrency,
+            label="experiment traffic", console=console,
+        )  # fmt: skip
         console.print(
             f"sent {first.sent:,} requests in {first.seconds:.1f} s ({first.ok:,} ok, "
             f"{first.failed} failed), {first.feedback:,} feedback; by variant: "
@@ -210,43 +234,25 @@ def run_demo(
         winner, why = choose_winner(report)
         with stack.db.sessions() as s:
             service.promote(s, name, winner, actor="demo")
-            rows_phase1 = service.request_counts(s, name)
+            logged_first = sum(service.request_counts(s, name).values())
         console.print(f"promoted [bold green]{winner}[/] ({why})")
         time.sleep(stack.config_ttl_s * 2 + 0.5)  # the router refreshes its config
-
-        with Progress(*columns, console=console) as progress:
-            second = asyncio.run(
-                send_traffic(
-                    stack.router_url, name, unit_ids(units, after_promotion, rng), rng=rng,
-                    concurrency=concurrency, progress=progress, label="after promotion",
-                    feedback=False,
-                )
-            )  # fmt: skip
-        _flush(stack.router_url)
+        second = run_traffic(
+            stack, name, unit_ids(units, after_promotion, rng), rng, concurrency=concurrency,
+            label="after promotion", console=console, feedback=False,
+        )  # fmt: skip
         with stack.db.sessions() as s:
-            counts = service.request_counts(s, name)
+            logged_total = sum(service.request_counts(s, name).values())
         all_winner = set(second.by_variant) == {winner} and second.ok == after_promotion
         console.print(
             f"after promotion: {second.ok}/{after_promotion} requests served by "
             f"{dict(second.by_variant)} → all to the winner: {all_winner}"
         )
-        logged_first = sum(rows_phase1.values())
-        logged_total = sum(counts.values())
         console.print(
             f"request log: {first.sent:,} requests in → {logged_first:,} rows; "
             f"{first.sent + second.sent:,} in total → {logged_total:,} rows"
         )
-        problems = []
-        if first.missing_model_version or second.missing_model_version:
-            problems.append("some responses lacked model_version")
-        if logged_first != first.sent or logged_total != first.sent + second.sent:
-            problems.append("request log row count differs from requests sent")
-        if not all_winner:
-            problems.append("not every request after the promotion went to the winner")
-        if first.failed or second.failed:
-            problems.append(f"{first.failed + second.failed} requests failed")
-        if problems:
-            raise RuntimeError("demo check failed: " + "; ".join(problems))
+        check_demo(first, second, winner, after_promotion, logged_first, logged_total)
     console.rule("[bold green]demo complete: stack stopped")
     return {
         "experiment": name,

@@ -23,8 +23,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
-from abplatform.local.falcloud import LocalFal, ServiceProcess, free_port, start_service
+from abplatform.local.falcloud import LocalFal
 from abplatform.local.postgres import resolve_url
+from abplatform.local.processes import ServiceProcess, free_port, start_service
 from abplatform.service.database import Database, open_database
 from abplatform.settings import Settings
 

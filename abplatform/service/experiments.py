@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from abplatform.core import assignment
+from abplatform.core import assignment, reallocation
 from abplatform.core.errors import InvalidInputError
 from abplatform.core.lifecycle import Command, ExperimentStatus, check_transition
 from abplatform.core.specs import (
@@ -218,7 +218,7 @@ def preview_weight_change(
     phase = exp.phases[-1]
     old = assignment.Allocation.from_json(phase.allocation)
     if mode == "sticky":
-        moved = assignment.moved_fraction(old, repo.new_allocation(phase, fractions, mode))
+        moved = reallocation.moved_fraction(old, repo.new_allocation(phase, fractions, mode))
     else:
         moved = 1.0 - sum(a * b for a, b in zip(phase.weights, fractions, strict=True))
     return WeightChangePreview(

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from abplatform.core.errors import InvalidInputError
 from abplatform.core.records import OutcomeRecord
+from abplatform.core.views import ExperimentView
 from abplatform.service import experiments as service
 from abplatform.settings import METRIC_VALUE_LIMIT
 from abplatform.store import logstore, rollups
@@ -126,6 +127,35 @@ def parse_rows(
     return kept, bad, examples
 
 
+def _write_units(
+    session: Session,
+    view: ExperimentView,
+    kept: Sequence[tuple[str, str, list[float]]],
+    metrics: Sequence[str],
+) -> None:
+    """Write each kept unit's exposure and metric values, then commit and analyse."""
+    ids = {v.key: v.id for v in view.variants}
+    phase_id = view.current_phase.id
+    now = datetime.now(UTC)
+    conn = session.connection()
+    rollups.add_exposures(
+        conn, view.id, phase_id, [(unit, ids[variant]) for unit, variant, _ in kept]
+    )
+    logstore.write_records(
+        conn,
+        [],
+        [
+            OutcomeRecord(f"import:{view.id}:{i}:{j}", view.id, phase_id, None, unit, metric,
+                          nums[j], now)
+            for i, (unit, _, nums) in enumerate(kept)
+            for j, metric in enumerate(metrics)
+        ],
+    )  # fmt: skip
+    session.commit()
+    logstore.analyze(session.connection())
+    session.commit()
+
+
 def import_csv(
     session: Session,
     path: Path,
@@ -180,26 +210,7 @@ def import_csv(
         actor=actor,
         description=f"imported from {Path(path).name}",
     )
-    ids = {v.key: v.id for v in view.variants}
-    phase_id = view.current_phase.id
-    now = datetime.now(UTC)
-    conn = session.connection()
-    rollups.add_exposures(
-        conn, view.id, phase_id, [(unit, ids[variant]) for unit, variant, _ in kept]
-    )
-    logstore.write_records(
-        conn,
-        [],
-        [
-            OutcomeRecord(f"import:{view.id}:{i}:{j}", view.id, phase_id, None, unit, metric,
-                          nums[j], now)
-            for i, (unit, _, nums) in enumerate(kept)
-            for j, metric in enumerate(metrics)
-        ],
-    )  # fmt: skip
-    session.commit()
-    logstore.analyze(session.connection())
-    session.commit()
+    _write_units(session, view, kept, metrics)
     return ImportResult(
         experiment=experiment,
         rows_read=len(frame),

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from abplatform.core import assignment
+from abplatform.core import assignment, reallocation
 from abplatform.core.errors import ConflictError, NotFoundError, StaleWriteError
 from abplatform.core.lifecycle import ExperimentStatus
 from abplatform.core.routing import RoutingConfig, RoutingVariant
@@ -293,7 +293,7 @@ def new_allocation(
     """The allocation of a phase that follows ``phase`` with weights ``fractions``:
     sticky (minimal movement) or fresh (for a new seed)."""
     if mode == "sticky":
-        return assignment.reallocate_sticky(
+        return reallocation.reallocate_sticky(
             assignment.Allocation.from_json(phase.allocation), list(fractions)
         )
     return assignment.fresh_allocation(list(fractions))

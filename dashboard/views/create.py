@@ -138,6 +138,66 @@ def _errors(errors: dict[str, list[str]], *fields: str) -> None:
             st.error(message)
 
 
+def _variant_row(i: int, apps: list[str], weight: float) -> None:
+    """Inputs of variant ``i``: key, model version, backend app, control, weight."""
+    c_key, c_model, c_app, c_control, c_weight = st.columns([2, 2, 3, 1.2, 1.5])
+    c_key.text_input(
+        "Key", value="control" if i == 0 else ("treatment" if i == 1 else f"treatment-{i}"),
+        key=f"create_key_{i}",
+    )  # fmt: skip
+    c_model.text_input("model_version", value=f"v{i + 1}", key=f"create_model_{i}")
+    c_app.selectbox("Backend app id", apps, index=min(i, len(apps) - 1), key=f"create_app_{i}")
+    c_control.checkbox("Control", value=i == 0, key=f"create_control_{i}")
+    c_weight.number_input(
+        "Weight %",
+        min_value=0.0,
+        max_value=100.0,
+        value=float(weight),
+        step=1.0,
+        key=f"create_weight_{i}",
+    )
+
+
+def _settings_fields(errors: dict[str, list[str]]) -> None:
+    """Coverage, metrics, seed, fallback and start inputs, with their errors."""
+    left, right = st.columns(2)
+    left.number_input(
+        "Coverage % (share of units enrolled)",
+        min_value=0.0,
+        max_value=100.0,
+        value=100.0,
+        step=5.0,
+        key="create_coverage",
+    )
+    right.text_input(
+        "Primary metric",
+        value="error_rate",
+        key="create_primary_metric",
+        help="A built-in metric (" + ", ".join(BUILTIN_METRICS) + ") or a feedback "
+        "metric name, e.g. thumbs_up.",
+    )
+    with left:
+        _errors(errors, "coverage")
+    with right:
+        _errors(errors, "primary_metric")
+    st.multiselect(
+        "Guardrails",
+        list(BUILTIN_METRICS),
+        default=list(service.DEFAULT_GUARDRAILS),
+        key="create_guardrails",
+    )
+    _errors(errors, "guardrails")
+    st.text_input(
+        "Hash seed",
+        key="create_seed",
+        placeholder="random",
+        help="Leave blank for a random seed (recommended).",
+    )
+    _errors(errors, "hash_seed")
+    st.checkbox("Fall back to the control when a variant's backend fails", key="create_fallback")
+    st.checkbox("Start right away (the router serves it at once)", value=True, key="create_start")
+
+
 def render() -> None:
     """Draw the create-experiment page (operators only)."""
     st.title("Create experiment")
@@ -167,66 +227,10 @@ def render() -> None:
         st.text_area("Description", key="create_description", height=68)
         st.markdown("**Variants** — exactly one is the control; weights in percent sum to 100.")
         for i in range(n):
-            c_key, c_model, c_app, c_control, c_weight = st.columns([2, 2, 3, 1.2, 1.5])
-            c_key.text_input(
-                "Key", value="control" if i == 0 else ("treatment" if i == 1 else f"treatment-{i}"),
-                key=f"create_key_{i}",
-            )  # fmt: skip
-            c_model.text_input("model_version", value=f"v{i + 1}", key=f"create_model_{i}")
-            c_app.selectbox(
-                "Backend app id", apps, index=min(i, len(apps) - 1), key=f"create_app_{i}"
-            )
-            c_control.checkbox("Control", value=i == 0, key=f"create_control_{i}")
-            c_weight.number_input(
-                "Weight %",
-                min_value=0.0,
-                max_value=100.0,
-                value=float(weights[i]),
-                step=1.0,
-                key=f"create_weight_{i}",
-            )
+            _variant_row(i, apps, weights[i])
             _errors(errors, f"variant-{i}")
         _errors(errors, "variants", "control", "weights")
-        left, right = st.columns(2)
-        left.number_input(
-            "Coverage % (share of units enrolled)",
-            min_value=0.0,
-            max_value=100.0,
-            value=100.0,
-            step=5.0,
-            key="create_coverage",
-        )
-        right.text_input(
-            "Primary metric",
-            value="error_rate",
-            key="create_primary_metric",
-            help="A built-in metric (" + ", ".join(BUILTIN_METRICS) + ") or a feedback "
-            "metric name, e.g. thumbs_up.",
-        )
-        with left:
-            _errors(errors, "coverage")
-        with right:
-            _errors(errors, "primary_metric")
-        st.multiselect(
-            "Guardrails",
-            list(BUILTIN_METRICS),
-            default=list(service.DEFAULT_GUARDRAILS),
-            key="create_guardrails",
-        )
-        _errors(errors, "guardrails")
-        st.text_input(
-            "Hash seed",
-            key="create_seed",
-            placeholder="random",
-            help="Leave blank for a random seed (recommended).",
-        )
-        _errors(errors, "hash_seed")
-        st.checkbox(
-            "Fall back to the control when a variant's backend fails", key="create_fallback"
-        )
-        st.checkbox(
-            "Start right away (the router serves it at once)", value=True, key="create_start"
-        )
+        _settings_fields(errors)
         st.form_submit_button(
             "Create experiment", key="create_submit", on_click=_submit, type="primary"
         )

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from abplatform.store import logstore, rollups
 from abplatform.store.connection import Database
-from tests.test_report import create, simulate
+from tests.service.test_reports import create, simulate
 
 TABLES = {
     "unit_totals": "experiment_id, phase_id, unit_id, variant_id, requests, errors, successes, "

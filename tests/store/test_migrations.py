@@ -62,8 +62,8 @@ def test_upgrading_to_the_rollups_backfills_them_from_existing_logs(db_url: str)
 
     from abplatform.store import logstore, rollups
     from abplatform.store.connection import make_database
-    from tests.test_report import create, simulate
-    from tests.test_rollups import snapshot
+    from tests.service.test_reports import create, simulate
+    from tests.store.test_rollups import snapshot
 
     db = make_database(db_url)
     with db.sessions() as session:

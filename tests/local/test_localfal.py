@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from abplatform.local.falcloud import LocalFal, free_port, start_service
+from abplatform.local.falcloud import LocalFal
 from abplatform.local.gateway import QUEUE_CONFIG_ENV, create_queue_app
+from abplatform.local.processes import free_port, start_service
 from abplatform.local.tls import ensure_local_certificate
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

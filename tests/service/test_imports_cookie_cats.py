@@ -17,7 +17,7 @@ from scipy import stats
 
 from tests.helpers import fresh_database, run_cli
 
-CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cookie_cats.csv"
+CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "cookie_cats.csv"
 
 
 @pytest.fixture(scope="module")

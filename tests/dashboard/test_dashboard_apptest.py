@@ -31,7 +31,7 @@ from abplatform.store.connection import Database
 from dashboard import auth
 from dashboard.store import ResultStore
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 V1, V2 = "abplatform/model-v1", "abplatform/model-v2"
 PASSWORD = "correct horse battery staple"
 _ids = itertools.count()

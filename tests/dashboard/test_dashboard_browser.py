@@ -26,14 +26,14 @@ import httpx
 import pytest
 
 from abplatform import service
-from abplatform.local.falcloud import free_port
+from abplatform.local.processes import free_port
 from abplatform.local.stack import LocalStack
 from abplatform.settings import get_settings
 from dashboard import auth
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -28,7 +28,7 @@ from abplatform.core.assignment import (
     in_namespace,
 )
 
-CASES_PATH = Path(__file__).parent / "data" / "growthbook_cases.json"
+CASES_PATH = Path(__file__).resolve().parents[1] / "data" / "growthbook_cases.json"
 CASES: dict[str, Any] = json.loads(CASES_PATH.read_text(encoding="utf-8"))
 
 

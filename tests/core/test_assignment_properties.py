@@ -50,12 +50,10 @@ from abplatform.core.assignment import (
     fresh_allocation,
     gb_hash,
     get_bucket_ranges,
-    minimum_moved_fraction,
-    moved_fraction,
-    reallocate_sticky,
     rerandomize_seed,
     validate_weights,
 )
+from abplatform.core.reallocation import minimum_moved_fraction, moved_fraction, reallocate_sticky
 
 N_UNITS = 100_000
 UNIT_IDS: tuple[str, ...] = tuple(f"user-{i}" for i in range(N_UNITS))
@@ -377,7 +375,9 @@ def test_after_reallocation_each_variant_measure_equals_its_new_weight(
 ) -> None:
     allocations = allocations_along(history)
     for weights, allocation in zip(history, allocations, strict=True):
-        assert allocation.weights == pytest.approx(weights, abs=1e-12)
+        # A change of at most MEASURE_TOL counts as "unchanged"; 1e-15 covers the rounding
+        # of the weights themselves (hypothesis found 1 - 0.9999999999989999 = 1.00009e-12).
+        assert allocation.weights == pytest.approx(weights, abs=MEASURE_TOL + 1e-15)
         assert Allocation.from_json(json.loads(json.dumps(allocation.to_json()))) == allocation
         for variant in allocation.intervals:
             assert all(end > start for start, end in variant), "no zero-width intervals"
