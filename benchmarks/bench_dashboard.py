@@ -37,9 +37,11 @@ import sqlalchemy as sa
 
 from abplatform import service
 from abplatform.core.specs import ExperimentSpec, VariantSpec
+from abplatform.local.postgres import start_embedded_postgres
 from abplatform.service.reports import build_report
 from abplatform.store import connection as database
 from abplatform.store import rollups
+from abplatform.store.migrate import upgrade
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 NAME = "bench-img"
@@ -49,14 +51,14 @@ TARGET_S = 2.0
 def start_database() -> database.Database:
     """A fresh, migrated database on an embedded PostgreSQL under /tmp."""
     home = Path(tempfile.mkdtemp(prefix="abplatform-bench-", dir="/tmp"))
-    server_url = database.start_embedded_postgres(home)
+    server_url = start_embedded_postgres(home)
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql("CREATE DATABASE bench")
     admin.dispose()
     url = sa.engine.make_url(server_url).set(database="bench")
     db = database.make_database(url.render_as_string(hide_password=False))
-    database.upgrade(db.url)
+    upgrade(db.url)
     return db
 
 

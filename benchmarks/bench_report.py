@@ -26,9 +26,11 @@ from rich.progress import Progress
 
 from abplatform import service
 from abplatform.core.specs import ExperimentSpec, VariantSpec
+from abplatform.local.postgres import start_embedded_postgres
 from abplatform.service.reports import build_report
 from abplatform.store import connection as database
 from abplatform.store import rollups
+from abplatform.store.migrate import upgrade
 
 HOME = Path("/tmp/abplatform-bench")
 CHUNK = 1_000_000
@@ -70,7 +72,7 @@ def ensure_data(db: database.Database, rows: int) -> str:
     insert_requests = sa.text("""
         INSERT INTO requests (request_id, experiment_id, phase_id, unit_id, assigned_variant_id,
                               served_variant_id, model_version, latency_ms, status, created_at)
-        SELECT md5(i::text), :e, :p, 'u' || (i % :units),
+        SELECT md5(:e || '-' || i), :e, :p, 'u' || (i % :units),
                CASE WHEN hashtext('u' || (i % :units)) & 1 = 0 THEN :c ELSE :t END,
                CASE WHEN hashtext('u' || (i % :units)) & 1 = 0 THEN :c ELSE :t END,
                CASE WHEN hashtext('u' || (i % :units)) & 1 = 0 THEN 'v1' ELSE 'v2' END,
@@ -82,7 +84,7 @@ def ensure_data(db: database.Database, rows: int) -> str:
     """)
     insert_outcomes = sa.text("""
         INSERT INTO outcomes (outcome_key, experiment_id, request_id, unit_id, metric, value)
-        SELECT 'o' || i, :e, md5(i::text), 'u' || (i % :units), 'thumbs_up',
+        SELECT 'o' || :e || '-' || i, :e, md5(:e || '-' || i), 'u' || (i % :units), 'thumbs_up',
                (random() < CASE WHEN hashtext('u' || (i % :units)) & 1 = 0
                                 THEN 0.50 ELSE 0.52 END)::int
         FROM generate_series(:lo, :hi) AS i WHERE i % 10 = 0
@@ -147,8 +149,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     HOME.mkdir(parents=True, exist_ok=True)
-    db = database.make_database(database.start_embedded_postgres(HOME))
-    database.upgrade(db.url)
+    db = database.make_database(start_embedded_postgres(HOME))
+    upgrade(db.url)
     name = ensure_data(db, args.rows)
 
     def report() -> object:

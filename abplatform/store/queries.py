@@ -83,21 +83,21 @@ def to_moments(n: Any, sums: Any, squares: Any, products: Any) -> Moments:
     return Moments(int(n), load(sums), load(squares), prods)  # type: ignore[arg-type]
 
 
-_UNITS_SQL = f"""
+_PHASE_SQL = f"""
 WITH {UNITS_CTE}
-SELECT variant_id, is_multi, {moments_sql(REQUEST_COLUMNS, RATIO_PAIRS)}
+SELECT 'units' AS kind, variant_id, is_multi, NULL AS metric,
+       {moments_sql(REQUEST_COLUMNS, RATIO_PAIRS)}, NULL::bool AS binary_single
 FROM u GROUP BY variant_id, is_multi
-"""
-
-_FEEDBACK_SQL = f"""
-WITH {UNITS_CTE}
-SELECT u.variant_id, u.is_multi, o.metric,
+UNION ALL
+SELECT 'feedback', u.variant_id, u.is_multi, o.metric,
        {moments_sql(FEEDBACK_COLUMNS, [FEEDBACK_PAIR], prefix="o.")},
-       bool_and(o.all_binary AND o.count = 1) AS binary_single
+       bool_and(o.all_binary AND o.count = 1)
 FROM unit_outcomes o JOIN u ON u.unit_id = o.unit_id
 WHERE o.experiment_id = :e AND o.phase_id = :p
 GROUP BY u.variant_id, u.is_multi, o.metric
 """
+"""Per variant (and multi-exposure flag): the request moments of its units, and per
+feedback metric the moments of its units with a value, in one pass over the units."""
 
 
 def latency_buckets(
@@ -137,24 +137,23 @@ def fetch_phase_data(
     params = {"e": experiment.id, "p": phase.id}
     keys = {v.id: v.key for v in experiment.variants}
     requests: dict[str, Moments] = {}
-    multi = 0
-    for variant_id, is_multi, *m in session.execute(sa.text(_UNITS_SQL), params).all():
-        moments = to_moments(*m)
-        if is_multi:
-            multi += moments.n
-            if not include_multi:
-                continue
-        key = keys[variant_id]
-        requests[key] = requests[key] + moments if key in requests else moments
     feedback: dict[str, dict[str, FeedbackData]] = {}
-    for variant_id, is_multi, metric, *m, binary in session.execute(
-        sa.text(_FEEDBACK_SQL), params
+    multi = 0
+    for kind, variant_id, is_multi, metric, *m, binary in session.execute(
+        sa.text(_PHASE_SQL), params
     ).all():
+        moments = to_moments(*m)
+        if kind == "units" and is_multi:
+            multi += moments.n
         if is_multi and not include_multi:
             continue
-        fb = FeedbackData(to_moments(*m), bool(binary))
-        acc = feedback.setdefault(keys[variant_id], {})
-        acc[metric] = acc[metric] + fb if metric in acc else fb
+        key = keys[variant_id]
+        if kind == "units":
+            requests[key] = requests[key] + moments if key in requests else moments
+        else:
+            fb = FeedbackData(moments, bool(binary))
+            acc = feedback.setdefault(key, {})
+            acc[metric] = acc[metric] + fb if metric in acc else fb
     hists = latency_buckets(session, experiment.id, phase.id)
     variants = {
         key: VariantData(
