@@ -142,6 +142,7 @@ def to_routing_config(exp: Experiment) -> RoutingConfig:
                 model_version=v.model_version,
                 backend_app_id=v.backend_app_id,
                 is_control=v.is_control,
+                call_mode=v.call_mode,
             )
             for v in exp.variants
         ),
@@ -209,6 +210,7 @@ class NewVariant:
     model_version: str
     backend_app_id: str
     is_control: bool
+    call_mode: str = "run"
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,7 @@ def add_experiment(session: Session, new: NewExperiment) -> Experiment:
                 model_version=v.model_version,
                 backend_app_id=v.backend_app_id,
                 is_control=v.is_control,
+                call_mode=v.call_mode,
             )
         )
     exp.phases.append(
