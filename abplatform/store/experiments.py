@@ -26,6 +26,7 @@ from abplatform.core.routing import RoutingConfig, RoutingVariant
 from abplatform.core.specs import ReallocationMode
 from abplatform.core.views import ExperimentView, PhaseView, VariantView
 from abplatform.store.models import AuditEntry, Experiment, Phase, RequestLog, Variant
+from abplatform.store.notify import notify_config_changed
 
 
 def now() -> datetime:
@@ -369,6 +370,7 @@ def finish_write(
         StaleWriteError: someone else changed the experiment during this write.
     """
     session.flush()
+    notify_config_changed(session, exp.name)
     session.add(
         AuditEntry(
             experiment_id=exp.id,
