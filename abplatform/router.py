@@ -146,9 +146,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
 
     async def setup(self) -> None:
         """Connect to the database, start the config listener and the log writer."""
-        import fal_client
-
-        from abplatform.serving.calls import BackendCaller
+        from abplatform.serving.calls import BackendCaller, pooled_client
         from abplatform.serving.configs import ConfigCache
         from abplatform.serving.ids import RequestIds
         from abplatform.serving.metrics import router_metrics
@@ -169,7 +167,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             spill_dir=self.settings.home / "spill",
         )
         await self.writer.start()
-        client = fal_client.AsyncClient(default_timeout=self.settings.backend_timeout_s)
+        client = pooled_client(self.settings.backend_timeout_s)
         self.backends: BackendCaller = BackendCaller(client, self.settings.backend_timeout_s)
         self.ids = RequestIds.from_secret(self.settings.request_id_key or url)
         self.metrics = router_metrics()

@@ -90,6 +90,33 @@ def from_exception(exc: BaseException, app_id: str, timeout_s: float, path: str)
     )
 
 
+def pooled_client(timeout_s: float, keepalive: int = 256) -> fal_client.AsyncClient:
+    """A ``fal_client.AsyncClient`` whose pool keeps ``keepalive`` idle connections.
+
+    fal_client's own inner client keeps 20, so past 20 concurrent calls every call opened
+    a new TLS connection (``SSLObject.do_handshake`` in the profile of issue 10). Same
+    client otherwise: its transport with the backup domains, headers, key and timeout.
+    """
+    from asyncstdlib import cached_property as async_cached_property
+    from fal_client.client import USER_AGENT, AsyncBackupDomainTransport
+
+    class PooledAsyncClient(fal_client.AsyncClient):
+        @async_cached_property(asyncio.Lock)
+        async def _client(self) -> httpx.AsyncClient:
+            auth = await self._auth
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive)
+            transport = AsyncBackupDomainTransport(
+                transport=httpx.AsyncHTTPTransport(limits=limits)
+            )
+            return httpx.AsyncClient(
+                transport=transport,
+                headers={"Authorization": auth.header_value, "User-Agent": USER_AGENT},
+                timeout=self.default_timeout,
+            )
+
+    return PooledAsyncClient(default_timeout=timeout_s)
+
+
 class BackendCaller:
     """Calls backends with one shared ``fal_client.AsyncClient`` (its connection pool)."""
 
@@ -159,4 +186,4 @@ async def _quiet(coro: Any) -> None:
         await coro
 
 
-__all__ = ["BackendCaller", "BackendError", "from_exception", "from_response"]
+__all__ = ["BackendCaller", "BackendError", "from_exception", "from_response", "pooled_client"]
