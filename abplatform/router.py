@@ -189,8 +189,19 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)  # type: ignore[arg-type]
 
     def _add_extra_routes(self, app: fastapi.FastAPI) -> None:
-        """fal's routes, and a 422 handler that never echoes the input back."""
+        """fal's routes, a 422 handler that never echoes the input back, and a 404 handler
+        that keeps the retry header."""
         super()._add_extra_routes(app)
+
+        @app.exception_handler(404)
+        async def _not_found(request: Any, exc: Any) -> JSONResponse:
+            # fal's own 404 handler drops the headers (X-Fal-Needs-Retry) of a 404 we raise
+            detail = exc.detail
+            headers = {**(getattr(exc, "headers", None) or {}), "x-fal-needs-retry": "0"}
+            if detail == "Not Found":
+                detail = f"Path {request.url.path} not found"
+                headers["x-fal-billable-units"] = "0"
+            return JSONResponse({"detail": detail}, 404, headers=headers)
 
         @app.exception_handler(RequestValidationError)
         async def _invalid(request: Any, exc: RequestValidationError) -> JSONResponse:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from abplatform.local.falcloud import BackendSpec, LocalFal
-from abplatform.local.postgres import resolve_url
+from abplatform.local.postgres import resolve_url, stop_embedded_postgres
 from abplatform.local.processes import ServiceProcess, free_port, start_service
 from abplatform.service.database import Database, open_database
 from abplatform.settings import Settings
@@ -49,8 +49,13 @@ class PortInUseError(RuntimeError):
 
 
 def check_port_free(port: int, what: str, option: str) -> None:
-    """Raise :class:`PortInUseError` if 127.0.0.1:``port`` cannot be bound."""
+    """Raise :class:`PortInUseError` if 127.0.0.1:``port`` cannot be bound by a server.
+
+    ``SO_REUSEADDR``, as uvicorn sets it: a port held only by connections in TIME_WAIT
+    (left by a server that just stopped) is free to listen on again.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -105,6 +110,7 @@ class LocalStack:
         self.db: Database | None = None
         self.fal: LocalFal | None = None
         self.routers: list[ServiceProcess] = []
+        self.metrics_ports: list[int] = []  # each router's Prometheus /metrics port
         self.dashboard: ServiceProcess | None = None
         self.generated_password: str | None = None
 
@@ -146,14 +152,20 @@ class LocalStack:
             check_port_free(self.dashboard_port, "dashboard", "--dashboard-port")
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            url = self.database_url or resolve_url(Settings(home=self.home))
+            settings = Settings(home=self.home)
+            url = self.database_url or resolve_url(settings)
+            if not (self.database_url or settings.database_url):
+                # The embedded server is this stack's: stop it on exit even if another
+                # process (a CLI command) restarted it meanwhile.
+                self._stack.callback(stop_embedded_postgres, self.home)
             self.db = open_database(url)
             self._stack.callback(self.db.dispose)
             self.fal = self._stack.enter_context(LocalFal(self.home, backends=self.backends))
             env = {**self.service_env(), **self.extra_router_env}
             for i, port in enumerate(self.router_ports):
                 name = "router" if i == 0 else f"router-{i + 1}"
-                runner_env = {**env, "ABPLATFORM_METRICS_PORT": str(free_port())}
+                self.metrics_ports.append(free_port())
+                runner_env = {**env, "ABPLATFORM_METRICS_PORT": str(self.metrics_ports[-1])}
                 self.routers.append(
                     self.fal.start_service(ROUTER_TARGET, name=name, port=port, env=runner_env)
                 )
