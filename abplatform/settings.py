@@ -40,9 +40,6 @@ class Settings(BaseSettings):
     backend_timeout_s: float = Field(
         default=60.0, gt=0, description="Client timeout for one backend call."
     )
-    poll_interval_s: float = Field(
-        default=0.05, gt=0, description="fal queue status polling interval of the router."
-    )
     log_batch_size: int = Field(default=500, gt=0, description="Rows per logging batch.")
     log_flush_interval_ms: float = Field(
         default=200.0, gt=0, description="Longest time a logged row waits before a flush."
