@@ -131,6 +131,7 @@ def create_queue_app(
     app = FastAPI(title="abplatform local fal queue stand-in", lifespan=lifespan)
     app.state.queue = queue
     _add_admin_routes(app, queue)
+    _add_status_routes(app, queue)
     _add_queue_routes(app, queue)
     _add_run_routes(app, queue)
     return app
@@ -178,8 +179,8 @@ def _add_admin_routes(app: FastAPI, queue: QueueStandIn) -> None:
         return _json(200, {"deleted": f"{owner}/{alias}"})
 
 
-def _add_queue_routes(app: FastAPI, queue: QueueStandIn) -> None:
-    """Submit, status, result and cancel of queued requests."""
+def _add_status_routes(app: FastAPI, queue: QueueStandIn) -> None:
+    """Status of a queued request: polled, or streamed as server-sent events."""
 
     def status_body(rec: _Record, request: Request, app_id: str) -> dict[str, Any]:
         request_id = rec.request_id
@@ -234,6 +235,10 @@ def _add_queue_routes(app: FastAPI, queue: QueueStandIn) -> None:
             media_type="text/event-stream",
             headers={REQUEST_ID_HEADER: request_id, "cache-control": "no-cache"},
         )
+
+
+def _add_queue_routes(app: FastAPI, queue: QueueStandIn) -> None:
+    """Submit, result and cancel of queued requests."""
 
     @app.get("/queue/{owner}/{alias}/requests/{request_id}")
     async def result(owner: str, alias: str, request_id: str) -> Response:

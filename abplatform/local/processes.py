@@ -224,11 +224,7 @@ def start_service(
     full_env = dict(os.environ) if inherit_env else {}
     full_env.update(env or {})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    cmd = (
-        list(command)
-        if command is not None
-        else serve_command(target, host, port, certificate, python)
-    )
+    cmd = list(command) if command else serve_command(target, host, port, certificate, python)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by ServiceProcess.stop
     try:
         process = subprocess.Popen(

@@ -272,6 +272,7 @@ def test_sigterm_under_load_every_answered_request_has_its_row(
     exp = experiment(sdb, "drain")
     runner = stack.routers[2]
     url = stack.router_urls[2]
+    old = runner.process  # the supervisor replaces it after it exits
 
     async def scenario() -> list[str]:
         ids: list[str] = []
@@ -289,13 +290,18 @@ def test_sigterm_under_load_every_answered_request_has_its_row(
 
         loops = [asyncio.create_task(client_loop(c)) for c in range(6)]
         await asyncio.sleep(1.5)
-        runner.process.send_signal(signal.SIGTERM)
+        old.send_signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.gather(*loops), 60)
         return ids
 
     ids = asyncio.run(scenario())
     assert len(ids) > 20
-    runner.process.wait(30)  # drained and exited (the supervisor then starts a new one)
+    old.wait(30)  # drained and exited (the supervisor then starts a new one)
+    deadline = time.monotonic() + 60
+    while runner.restarts < 1:
+        assert time.monotonic() < deadline, "the supervisor did not restart the router"
+        time.sleep(0.1)
+    runner.wait_healthy(120)
     flush_all_live = [u for u in stack.router_urls if u != url]
     for u in flush_all_live:
         httpx.post(f"{u}/flush", json={}, timeout=30)
