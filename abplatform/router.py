@@ -3,33 +3,37 @@
 Deploy: ``fal deploy abplatform/router.py::ABRouter --app-name ab-router`` with the secrets
 ``FAL_KEY`` (to call the backends) and ``DATABASE_URL`` (the experiment database).
 
-Per request (``POST /``): look up the experiment's config (cached, refreshed every
-``ABPLATFORM_CONFIG_TTL_S`` seconds, so weight changes and promotions arrive within
-seconds without a redeploy), assign the unit by deterministic hashing, call that
-variant's backend through ``fal_client`` with a client timeout (optionally falling back
-to the control), tag the response, and queue the log row for the background writer.
-The request never waits for the database.
+Per request (``POST /``): look up the experiment's config (cached; changes are pushed by
+PostgreSQL LISTEN/NOTIFY and arrive within milliseconds, with a periodic refresh every
+``ABPLATFORM_CONFIG_TTL_S`` seconds as the safety net), assign the unit by deterministic
+hashing, call that variant's backend through ``fal_client`` in the variant's call mode
+(direct ``run``, or fal's queue with its status stream; optionally falling back to the
+control), tag the response, and queue the log row for the background writer. The request
+never waits for the database.
 
 Status codes: 404 unknown experiment, 409 experiment not serving (draft or stopped),
-422 malformed body, 4xx passed through from a backend that rejected the arguments,
-502 backend failure, 504 backend timeout, 500 config unavailable. Never 503: fal treats
-a 503 as a dead runner.
+413 body over the limit, 422 malformed body, 403 QA override without a valid operator
+token, 4xx passed through from a backend that rejected the arguments, 502 backend
+failure, 504 backend timeout, 500 config unavailable. Never 503: fal treats a 503 as a
+dead runner. ``X-Fal-Needs-Retry: 1`` marks failures where nothing ran (a retry on
+another runner is safe), ``0`` the others.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hmac
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import fal
-from fastapi import HTTPException
-from pydantic import BaseModel, Field
+from fastapi import Header, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator
 
 from abplatform.core.records import OutcomeRecord, RequestRecord, RequestStatus
 from abplatform.core.routing import (
@@ -39,16 +43,26 @@ from abplatform.core.routing import (
     RoutingVariant,
     decide_route,
 )
+from abplatform.serving.calls import BackendError
+from abplatform.serving.guard import json_depth_ok, plain_text, scrub
 from abplatform.settings import METRIC_VALUE_LIMIT
 
 if TYPE_CHECKING:
+    import fastapi
+
+    from abplatform.serving.calls import BackendCaller
+    from abplatform.serving.configs import ConfigCache
     from abplatform.store.connection import Database
     from abplatform.store.writer import BatchWriter
 
 log = logging.getLogger("abplatform.router")
 
-NEGATIVE_CACHE_S = 1.0
 RECENT_REQUESTS = 100_000
+MAX_ARGUMENT_DEPTH = 32
+PATH_PATTERN = r"^(?:[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*)?$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+FORCE_HEADER = "x-abplatform-force-variant"
+TOKEN_HEADER = "x-abplatform-operator-token"
 
 
 class RouteRequest(BaseModel):
@@ -56,8 +70,26 @@ class RouteRequest(BaseModel):
 
     experiment: str = Field(min_length=1, max_length=100, description="Experiment name.")
     unit_id: str = Field(min_length=1, max_length=200, description="Unit of assignment.")
-    arguments: dict[str, Any] = Field(description="JSON object passed to the backend.")
-    path: str = Field(default="", max_length=200, description="Backend endpoint path.")
+    arguments: dict[str, Any] = Field(
+        description=f"JSON object passed to the backend (nested at most {MAX_ARGUMENT_DEPTH} "
+        "levels)."
+    )
+    path: str = Field(
+        default="", max_length=200, pattern=PATH_PATTERN,
+        description="Backend endpoint path, e.g. 'upscale' (letters, digits, _ - /).",
+    )  # fmt: skip
+
+    @field_validator("experiment", "unit_id")
+    @classmethod
+    def _text(cls, value: str, info: Any) -> str:
+        return plain_text(value, info.field_name)
+
+    @field_validator("arguments")
+    @classmethod
+    def _depth(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not json_depth_ok(value, MAX_ARGUMENT_DEPTH):
+            raise ValueError(f"arguments must nest at most {MAX_ARGUMENT_DEPTH} levels deep")
+        return value
 
 
 class FeedbackRequest(BaseModel):
@@ -70,112 +102,18 @@ class FeedbackRequest(BaseModel):
         le=METRIC_VALUE_LIMIT,
         description="Outcome value, |value| <= 1e12 (e.g. 0/1 for a thumbs-up).",
     )
-    request_id: str | None = Field(default=None, max_length=64)
-    experiment: str | None = Field(default=None, max_length=100)
-    unit_id: str | None = Field(default=None, max_length=200)
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+    experiment: str | None = Field(default=None, min_length=1, max_length=100)
+    unit_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("experiment", "unit_id")
+    @classmethod
+    def _text(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else plain_text(value, info.field_name)
 
 
-@dataclass
-class _CacheEntry:
-    config: RoutingConfig | None
-    fetched_at: float
-    error: str | None = None
-
-
-class ConfigCache:
-    """Experiment configs by name, refreshed in the background every ``ttl_s`` seconds.
-
-    A request for a cached experiment is a dict lookup. The first request for a name
-    loads it (in a thread). If a refresh fails, the last good config stays in use.
-    """
-
-    def __init__(self, db: Database, ttl_s: float) -> None:
-        self._db = db
-        self._ttl = ttl_s
-        self._entries: dict[str, _CacheEntry] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def _load(self, name: str) -> RoutingConfig | None:
-        from abplatform.core.errors import NotFoundError
-        from abplatform.store import experiments
-
-        with self._db.sessions() as session:
-            try:
-                return experiments.routing_config(session, name)
-            except NotFoundError:
-                return None
-
-    async def get(self, name: str) -> _CacheEntry:
-        """The cached entry for ``name``, loading it if absent or a stale negative entry."""
-        entry = self._entries.get(name)
-        now = time.monotonic()
-        if entry is not None and (
-            entry.config is not None or now - entry.fetched_at < NEGATIVE_CACHE_S
-        ):
-            return entry
-        try:
-            config = await asyncio.to_thread(self._load, name)
-            entry = _CacheEntry(config, now)
-        except Exception as exc:
-            entry = _CacheEntry(None, now, error=f"{type(exc).__name__}: {exc}")
-        self._entries[name] = entry
-        return entry
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._ttl)
-            for name, entry in list(self._entries.items()):
-                if entry.config is None:
-                    continue
-                try:
-                    config = await asyncio.to_thread(self._load, name)
-                except Exception as exc:  # keep serving the last good config
-                    log.warning("config refresh of %s failed: %s", name, exc)
-                    continue
-                self._entries[name] = _CacheEntry(config, time.monotonic())
-
-    def start(self) -> None:
-        """Start the background refresh."""
-        self._task = asyncio.create_task(self._refresh_loop(), name="abplatform-config-refresh")
-
-    def stop(self) -> None:
-        """Stop the background refresh."""
-        if self._task is not None:
-            self._task.cancel()
-
-
-class BackendError(Exception):
-    """A backend call failed: ``status`` is the HTTP status to answer; ``log_status`` is
-    what the request log records (ok, error or timeout)."""
-
-    def __init__(self, status: int, log_status: str, detail: Any) -> None:
-        super().__init__(str(detail))
-        self.status = status
-        self.log_status = log_status
-        self.detail = detail
-
-
-def _backend_error(exc: Exception, app_id: str, timeout_s: float) -> BackendError:
-    import fal_client
-
-    if isinstance(exc, fal_client.client.FalClientTimeoutError | asyncio.TimeoutError):
-        return BackendError(
-            504, "timeout", f"backend {app_id} did not answer within {timeout_s:g} s"
-        )
-    if isinstance(exc, fal_client.client.FalClientHTTPError):
-        try:
-            body: Any = exc.response.json()
-        except ValueError:
-            body = exc.response.text[:2000]
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        # The caller's arguments were rejected: pass the 4xx through. Anything else: 502.
-        status = exc.status_code if 400 <= exc.status_code < 500 else 502
-        if status in (401, 403, 404, 408, 409, 429):
-            status = 502  # the router's own credentials/routing failed, not the caller
-        return BackendError(
-            status, "error", {"backend": app_id, "status": exc.status_code, "error": detail}
-        )
-    return BackendError(502, "error", {"backend": app_id, "error": f"{type(exc).__name__}: {exc}"})
+def _fail(status: int, detail: Any, retry: bool = False) -> HTTPException:
+    return HTTPException(status, detail, headers={"x-fal-needs-retry": "1" if retry else "0"})
 
 
 class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
@@ -183,12 +121,14 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
 
     Machine type "S" (CPU), high multiplexing: one runner serves many concurrent
     requests, since it only waits on the backends. Reads ``DATABASE_URL``; calls the
-    backends with ``FAL_KEY``.
+    backends with ``FAL_KEY``. Several runners may serve one deployment: feedback may
+    reach any of them, and config changes reach all of them.
     """
 
     machine_type = "S"
     max_multiplexing = 64
     request_timeout = 300
+    termination_grace_period_seconds = 30
     # What the router imports (an import-linter contract keeps alembic, the embedded
     # server, pandas, Streamlit and torch out); numpy and scipy serve the core's statistics.
     requirements = [
@@ -199,13 +139,17 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         "pydantic-settings>=2.5",
         "numpy>=1.26",
         "scipy>=1.13,<1.18",
+        "sniffio>=1.3",  # httpcore imports it on every pool operation (issue 10 profile)
+        "prometheus-client>=0.20",
     ]
     secrets = ["FAL_KEY", "DATABASE_URL"]
 
     async def setup(self) -> None:
-        """Connect to the database, start the config refresher and the log writer."""
-        import fal_client
-
+        """Connect to the database, start the config listener and the log writer."""
+        from abplatform.serving.calls import BackendCaller, pooled_client
+        from abplatform.serving.configs import ConfigCache
+        from abplatform.serving.ids import RequestIds
+        from abplatform.serving.metrics import router_metrics
         from abplatform.settings import get_settings
         from abplatform.store import connection, logstore
         from abplatform.store.writer import BatchWriter
@@ -213,7 +157,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         self.settings = get_settings()
         url = connection.require_url(self.settings.database_url, "the router")
         self.db: Database = connection.make_database(url)
-        self.configs = ConfigCache(self.db, self.settings.config_ttl_s)
+        self.configs: ConfigCache = ConfigCache(self.db, self.settings.config_ttl_s)
         self.configs.start()
         engine = self.db.engine
         self.writer: BatchWriter = BatchWriter(
@@ -223,135 +167,209 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             spill_dir=self.settings.home / "spill",
         )
         await self.writer.start()
-        self.fal = fal_client.AsyncClient(default_timeout=self.settings.backend_timeout_s)
+        client = pooled_client(self.settings.backend_timeout_s)
+        self.backends: BackendCaller = BackendCaller(client, self.settings.backend_timeout_s)
+        self.ids = RequestIds.from_secret(self.settings.request_id_key or url)
+        self.metrics = router_metrics()
+        self.metrics.writer = self.writer
         self.recent: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
 
     async def teardown(self) -> None:
-        """Drain the log buffer (spilling what cannot be written) and close connections."""
+        """Drain the log buffer (spooling what cannot be written) and close connections."""
         self.configs.stop()
         await self.writer.close()
         self.db.dispose()
 
-    async def _call(self, variant: RoutingVariant, req: RouteRequest, request_id: str) -> Any:
-        timeout = self.settings.backend_timeout_s
-        try:
-            return await self.fal.subscribe(
-                variant.backend_app_id,
-                req.arguments,
-                path=req.path,
-                interval=self.settings.poll_interval_s,
-                client_timeout=timeout,
-                headers={"x-abplatform-request-id": request_id},
+    def _add_extra_middlewares(self, app: fastapi.FastAPI) -> None:
+        """fal's middlewares, then the body-size limit (outermost)."""
+        from abplatform.serving.guard import BodyLimit
+        from abplatform.settings import get_settings
+
+        super()._add_extra_middlewares(app)
+        app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)  # type: ignore[arg-type]
+
+    def _add_extra_routes(self, app: fastapi.FastAPI) -> None:
+        """fal's routes, a 422 handler that never echoes the input back, and a 404 handler
+        that keeps the retry header."""
+        super()._add_extra_routes(app)
+
+        @app.exception_handler(404)
+        async def _not_found(request: Any, exc: Any) -> JSONResponse:
+            # fal's own 404 handler drops the headers (X-Fal-Needs-Retry) of a 404 we raise
+            detail = exc.detail
+            headers = {**(getattr(exc, "headers", None) or {}), "x-fal-needs-retry": "0"}
+            if detail == "Not Found":
+                detail = f"Path {request.url.path} not found"
+                headers["x-fal-billable-units"] = "0"
+            return JSONResponse({"detail": detail}, 404, headers=headers)
+
+        @app.exception_handler(RequestValidationError)
+        async def _invalid(request: Any, exc: RequestValidationError) -> JSONResponse:
+            return JSONResponse(
+                {"detail": scrub(exc.errors())}, 422, headers={"x-fal-needs-retry": "0"}
             )
-        except Exception as exc:
-            raise _backend_error(exc, variant.backend_app_id, timeout) from exc
+
+    async def _config(self, name: str) -> RoutingConfig:
+        entry = await self.configs.get(name)
+        if entry.config is not None:
+            return entry.config
+        if entry.error is not None:
+            raise _fail(500, f"experiment config unavailable (database error: {entry.error})", True)
+        raise _fail(
+            404,
+            f"unknown experiment '{name}'; create it first (abplatform experiment create) "
+            "and check the name",
+        )
+
+    def _forced(
+        self, cfg: RoutingConfig, decision: RouteDecision, key: str, token: str | None
+    ) -> RouteDecision:
+        """The decision with the QA override applied, or 403/422."""
+        expected = self.settings.operator_token
+        if not expected or not token or not hmac.compare_digest(token, expected):
+            raise _fail(
+                403,
+                f"a QA override ({FORCE_HEADER}) needs a valid operator token in {TOKEN_HEADER}"
+                + ("" if expected else "; none is configured (ABPLATFORM_OPERATOR_TOKEN)"),
+            )
+        variant = next((v for v in cfg.variants if v.key == key), None)
+        if variant is None:
+            keys = ", ".join(v.key for v in cfg.variants)
+            raise _fail(422, f"no variant {key[:64]!r} in '{cfg.name}'; variants: {keys}")
+        return RouteDecision(decision.assigned, variant, decision.reason)
 
     @fal.endpoint("/")
-    async def route(self, req: RouteRequest) -> dict[str, Any]:
+    async def route(
+        self,
+        req: RouteRequest,
+        force_variant: str | None = Header(default=None, alias=FORCE_HEADER, max_length=64),
+        operator_token: str | None = Header(default=None, alias=TOKEN_HEADER, max_length=200),
+    ) -> JSONResponse:
         """Assign ``unit_id``, call the variant's backend, return its JSON tagged with
-        ``model_version``, ``experiment``, ``variant`` and ``request_id``."""
-        entry = await self.configs.get(req.experiment)
-        if entry.config is None:
-            if entry.error is not None:
-                raise HTTPException(
-                    500, f"experiment config unavailable (database error: {entry.error})"
-                )
-            raise HTTPException(
-                404,
-                f"unknown experiment '{req.experiment}'; create it first (abplatform "
-                "experiment create) and check the name",
-            )
-        cfg = entry.config
+        ``model_version``, ``experiment``, ``variant`` and ``request_id``. With the
+        ``x-abplatform-force-variant`` header and a valid operator token, serve that
+        variant instead (QA override: logged as forced, never analysed)."""
+        started = time.perf_counter()
+        cfg = await self._config(req.experiment)
         try:
             decision = decide_route(cfg, req.unit_id)
         except NotServingError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        request_id = uuid.uuid4().hex
-        started = time.perf_counter()
-        served, result, failure = await self._serve(cfg, decision, req, request_id)
-        latency_ms = (time.perf_counter() - started) * 1000.0
+            raise _fail(409, str(exc)) from exc
+        forced = force_variant is not None
+        if forced:
+            decision = self._forced(cfg, decision, force_variant or "", operator_token)
+        request_id = self.ids.new()
+        served, result, failure = await self._serve(cfg, decision, req, request_id, forced)
+        latency_s = time.perf_counter() - started
+        self._log(cfg, decision, req.unit_id, request_id, served, failure, latency_s, forced)
+        if failure is not None:
+            raise _fail(
+                failure.status,
+                {"error": failure.detail, "request_id": request_id, "variant": decision.target.key},
+                failure.retry_safe,
+            )
+        assert served is not None
+        body = result if isinstance(result, dict) else {"output": result}
+        body.update(
+            model_version=served.model_version,
+            experiment=cfg.name,
+            variant=served.key,
+            assigned_variant=decision.assigned.key if decision.assigned else None,
+            in_experiment=decision.in_experiment and not forced,
+            request_id=request_id,
+        )
+        if forced:
+            body["forced"] = True
+        return JSONResponse(body)
+
+    def _log(
+        self,
+        cfg: RoutingConfig,
+        decision: RouteDecision,
+        unit_id: str,
+        request_id: str,
+        served: RoutingVariant | None,
+        failure: BackendError | None,
+        latency_s: float,
+        forced: bool,
+    ) -> None:
+        status = failure.log_status if failure else RequestStatus.OK.value
         self.writer.log_request(
             RequestRecord(
                 request_id=request_id,
                 experiment_id=cfg.experiment_id,
                 phase_id=cfg.phase_id,
-                unit_id=req.unit_id,
+                unit_id=unit_id,
                 assigned_variant_id=decision.assigned.id if decision.assigned else None,
                 served_variant_id=served.id if served else None,
                 model_version=served.model_version if served else None,
-                latency_ms=latency_ms,
-                status=failure.log_status if failure else RequestStatus.OK.value,
-                error=str(failure.detail)[:4000] if failure else None,
+                latency_ms=latency_s * 1000.0,
+                status=status,
+                error=str(failure.detail)[:4000].replace("\x00", "") if failure else None,
                 created_at=datetime.now(UTC),
+                forced=forced,
             )
         )
-        self._remember(request_id, cfg.experiment_id, cfg.phase_id, req.unit_id)
-        if failure is not None:
-            raise HTTPException(
-                failure.status,
-                {"error": failure.detail, "request_id": request_id, "variant": decision.target.key},
-            )
-        assert served is not None
-        body = result if isinstance(result, dict) else {"output": result}
-        return {
-            **body,
-            "model_version": served.model_version,
-            "experiment": cfg.name,
-            "variant": served.key,
-            "assigned_variant": decision.assigned.key if decision.assigned else None,
-            "in_experiment": decision.in_experiment,
-            "request_id": request_id,
-        }
-
-    async def _serve(
-        self, cfg: RoutingConfig, decision: RouteDecision, req: RouteRequest, request_id: str
-    ) -> tuple[RoutingVariant | None, Any, BackendError | None]:
-        """Call the target's backend, falling back to the control on a 5xx when the
-        experiment allows it. Returns (served variant, result, failure)."""
-        target = decision.target
-        try:
-            return target, await self._call(target, req, request_id), None
-        except BackendError as exc:
-            if not (cfg.fallback_to_control and not target.is_control and exc.status >= 500):
-                return None, None, exc
-        try:
-            return cfg.control, await self._call(cfg.control, req, request_id), None
-        except BackendError as exc:
-            return None, None, exc
-
-    def _remember(self, request_id: str, experiment_id: int, phase_id: int, unit_id: str) -> None:
-        self.recent[request_id] = (experiment_id, phase_id, unit_id)
+        self.metrics.observe(cfg.name, decision.target.key, status, latency_s)
+        self.recent[request_id] = (cfg.experiment_id, cfg.phase_id, unit_id)
         if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
 
-    def _find_request(self, request_id: str) -> tuple[int, int, str] | None:
-        from abplatform.store import experiments
-
-        with self.db.sessions() as session:
-            return experiments.find_request(session, request_id)
+    async def _serve(
+        self,
+        cfg: RoutingConfig,
+        decision: RouteDecision,
+        req: RouteRequest,
+        request_id: str,
+        forced: bool,
+    ) -> tuple[RoutingVariant | None, Any, BackendError | None]:
+        """Call the target's backend, falling back to the control on a 5xx when the
+        experiment allows it (not for a QA override). Returns (served, result, failure)."""
+        target = decision.target
+        try:
+            return (
+                target,
+                await self.backends.call(target, req.arguments, req.path, request_id),
+                None,
+            )
+        except BackendError as exc:
+            fallback = cfg.fallback_to_control and not forced and not target.is_control
+            if not (fallback and exc.status >= 500):
+                return None, None, exc
+        try:
+            control = cfg.control
+            return (
+                control,
+                await self.backends.call(control, req.arguments, req.path, request_id),
+                None,
+            )
+        except BackendError as exc:
+            return None, None, exc
 
     @fal.endpoint("/feedback")
     async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:
         """Record an outcome (``metric``, ``value``) for a ``request_id`` (or for an
-        ``experiment`` + ``unit_id``). Answers 404 for an unknown request id."""
+        ``experiment`` + ``unit_id``). Any runner accepts feedback on a request another
+        runner served; an id no router made gets 404."""
+        experiment_id: int | None
+        phase_id: int | None
+        unit_id: str | None
         if fb.request_id:
             found = self.recent.get(fb.request_id)
-            if found is None:
-                found = await asyncio.to_thread(self._find_request, fb.request_id)
-            if found is None:
-                raise HTTPException(
+            if found is not None:
+                experiment_id, phase_id, unit_id = found
+            elif self.ids.is_ours(fb.request_id):  # served by another runner (or earlier)
+                experiment_id = phase_id = unit_id = None
+            else:
+                raise _fail(
                     404,
                     f"unknown request_id '{fb.request_id}'; use the request_id returned by POST /",
                 )
-            experiment_id, phase_id, unit_id = found
         elif fb.experiment and fb.unit_id:
-            entry = await self.configs.get(fb.experiment)
-            if entry.config is None:
-                raise HTTPException(404, f"unknown experiment '{fb.experiment}'")
-            cfg = entry.config
+            cfg = await self._config(fb.experiment)
             experiment_id, phase_id, unit_id = cfg.experiment_id, cfg.phase_id, fb.unit_id
         else:
-            raise HTTPException(
+            raise _fail(
                 422, "give either request_id, or both experiment and unit_id, with metric and value"
             )
         outcome_id = uuid.uuid4().hex
@@ -371,12 +389,33 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
 
     @fal.endpoint("/flush")
     async def flush(self) -> dict[str, Any]:
-        """Write every buffered log row now; returns the writer's counters."""
-        await self.writer.flush()
+        """Write every buffered and spooled log row now, for at most
+        ``ABPLATFORM_FLUSH_TIMEOUT_S`` seconds; says what is still pending."""
+        complete = await self.writer.flush(self.settings.flush_timeout_s)
+        return {"complete": complete, **self._writer_state()}
+
+    def _writer_state(self) -> dict[str, Any]:
         s = self.writer.stats
         return {
             "requests_written": s.requests_written,
             "outcomes_written": s.outcomes_written,
             "pending": self.writer.pending,
+            "spooled_pending": self.writer.spooled_rows(),
+            "spooled": s.spooled,
+            "replayed": s.replayed,
+            "dropped": s.dropped,
             "failed_flushes": s.failed_flushes,
+            "last_error": s.last_error,
+        }
+
+    @fal.endpoint("/healthz", health_check=fal.HealthCheck(timeout_seconds=5, failure_threshold=3))
+    async def healthz(self) -> dict[str, Any]:
+        """fal's health check: 200 while the runner serves (a database outage does not make
+        it unhealthy: it routes from cached configs and spools its logs), with the state of
+        the config listener and the log writer."""
+        return {
+            "status": "ok",
+            "config_listener": self.configs.listening,
+            "experiments_cached": self.configs.cached,
+            **self._writer_state(),
         }

@@ -40,12 +40,25 @@ class Settings(BaseSettings):
     backend_timeout_s: float = Field(
         default=60.0, gt=0, description="Client timeout for one backend call."
     )
-    poll_interval_s: float = Field(
-        default=0.05, gt=0, description="fal queue status polling interval of the router."
-    )
     log_batch_size: int = Field(default=500, gt=0, description="Rows per logging batch.")
     log_flush_interval_ms: float = Field(
         default=200.0, gt=0, description="Longest time a logged row waits before a flush."
+    )
+    flush_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest time POST /flush of the router works (s)."
+    )
+    max_body_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Largest request body the router accepts (bytes)."
+    )
+    operator_token: str | None = Field(
+        default=None,
+        description="Token that allows a QA override of the variant (x-abplatform-operator-"
+        "token); unset: overrides are refused.",
+    )
+    request_id_key: str | None = Field(
+        default=None,
+        description="Secret shared by all router runners to sign request ids; unset: "
+        "derived from DATABASE_URL.",
     )
 
     @property

@@ -9,7 +9,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("benchmarks.bench_report", "benchmarks.bench_dashboard")
+BENCHMARKS = (
+    "benchmarks.bench_report",
+    "benchmarks.bench_dashboard",
+    "benchmarks.bench_router",
+    "benchmarks.bench_ingest",
+)
 
 
 def main() -> int:

@@ -13,26 +13,35 @@ from rich.table import Table
 from abplatform import service
 from abplatform.cli.common import ACTOR, console, fail, first_error, parse_weights, run_service
 
+#: Optional flags after KEY:MODEL_VERSION:BACKEND_APP_ID: the control, and the call mode
+#: ("run": one direct call, the default; "queue": fal's queue, for long jobs).
+VARIANT_FLAGS = ("control", "queue", "run")
+
 experiment_app = typer.Typer(help="Create and manage experiments.", no_args_is_help=True)
 
 
 def _parse_variant(text: str) -> service.VariantSpec:
     parts = text.split(":")
-    if len(parts) == 4 and parts[3] == "control":
-        key, model_version, app_id = parts[:3]
-        control = True
-    elif len(parts) == 3:
-        key, model_version, app_id = parts
-        control = False
-    else:
+    flags = parts[3:]
+    if (
+        len(parts) < 3
+        or any(f not in VARIANT_FLAGS for f in flags)
+        or len(set(flags)) < len(flags)
+        or {"run", "queue"} <= set(flags)
+    ):
         fail(
-            f"--variant must be KEY:MODEL_VERSION:BACKEND_APP_ID[:control], got {text!r} "
-            "(e.g. control:v1:abplatform/model-v1:control)"
+            f"--variant must be KEY:MODEL_VERSION:BACKEND_APP_ID[:control][:queue|:run], got "
+            f"{text!r} (e.g. control:v1:abplatform/model-v1:control)"
         )
         raise AssertionError
+    key, model_version, app_id = parts[:3]
     try:
         return service.VariantSpec(
-            key=key, model_version=model_version, backend_app_id=app_id, is_control=control
+            key=key,
+            model_version=model_version,
+            backend_app_id=app_id,
+            is_control="control" in flags,
+            call_mode="queue" if "queue" in flags else "run",
         )
     except ValueError as exc:
         fail(f"invalid variant {text!r}: {first_error(exc)}")
@@ -76,7 +85,8 @@ def experiment_create(
         typer.Option(
             "--variant",
             "-v",
-            help="KEY:MODEL_VERSION:BACKEND_APP_ID[:control]; repeat once per variant.",
+            help="KEY:MODEL_VERSION:BACKEND_APP_ID[:control][:queue]; repeat once per variant "
+            "(:queue calls the backend through fal's queue, for long jobs; default: direct).",
         ),
     ],
     weights: Annotated[

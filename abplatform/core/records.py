@@ -9,6 +9,8 @@ importer writes imported outcomes with them.
 from __future__ import annotations
 
 import enum
+import functools
+import operator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, ClassVar, Self
@@ -22,6 +24,16 @@ class RequestStatus(enum.StrEnum):
     TIMEOUT = "timeout"
 
 
+@functools.cache
+def _columns(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+@functools.cache
+def _row_getter(cls: type) -> operator.attrgetter[Any]:
+    return operator.attrgetter(*_columns(cls))
+
+
 class _Record:
     """JSON round trip for the spill files (datetimes as ISO 8601 strings)."""
 
@@ -31,11 +43,12 @@ class _Record:
     @classmethod
     def columns(cls) -> tuple[str, ...]:
         """Field names, in order: the log table's columns this record fills."""
-        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        return _columns(cls)
 
     def as_row(self) -> tuple[Any, ...]:
-        """Values in :meth:`columns` order (for ``COPY``)."""
-        return tuple(getattr(self, name) for name in self.columns())
+        """Values in :meth:`columns` order (for ``COPY``; one C-level attrgetter call, as
+        the log writer calls it for every row)."""
+        return _row_getter(type(self))(self)  # type: ignore[no-any-return]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (timestamps ISO 8601 with their UTC offset)."""
@@ -60,7 +73,8 @@ class RequestRecord(_Record):
     ``assigned_variant_id`` is None for a unit outside the coverage (it is served the
     control and not analysed); ``served_variant_id`` is None when no backend answered.
     ``latency_ms`` is the router's wall time for the backend call(s), in milliseconds.
-    ``created_at`` is timezone-aware (UTC).
+    ``created_at`` is timezone-aware (UTC). ``forced``: an operator forced the variant (QA
+    override); the row is logged and never analysed.
     """
 
     request_id: str
@@ -74,19 +88,25 @@ class RequestRecord(_Record):
     status: str
     error: str | None
     created_at: datetime
+    forced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OutcomeRecord(_Record):
     """One outcome value for a unit (a row of ``outcomes``): ``metric`` = ``value``,
     optionally tied to the request it rates. ``outcome_key`` makes a retried write
-    idempotent."""
+    idempotent.
+
+    ``experiment_id`` and ``unit_id`` are None for feedback on a request that another
+    router runner served: the log store takes them (and ``phase_id``) from the request's
+    row when it writes the outcome, and keeps the outcome back until that row exists.
+    """
 
     outcome_key: str
-    experiment_id: int
+    experiment_id: int | None
     phase_id: int | None
     request_id: str | None
-    unit_id: str
+    unit_id: str | None
     metric: str
     value: float
     created_at: datetime

@@ -18,13 +18,15 @@ from abplatform.core.lifecycle import serves
 
 @dataclass(frozen=True)
 class RoutingVariant:
-    """What the router needs to call one variant."""
+    """What the router needs to call one variant; ``call_mode`` is "run" (one direct
+    call) or "queue" (fal's queue: submit, status stream, result)."""
 
     id: int
     key: str
     model_version: str
     backend_app_id: str
     is_control: bool
+    call_mode: str = "run"
 
 
 @dataclass(frozen=True)

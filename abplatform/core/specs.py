@@ -21,6 +21,7 @@ KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 WEIGHT_SUM_TOLERANCE = 1e-6  # percent points
 
 ReallocationMode = Literal["sticky", "rerandomize"]
+CallMode = Literal["run", "queue"]
 
 
 class VariantSpec(BaseModel):
@@ -30,6 +31,11 @@ class VariantSpec(BaseModel):
     model_version: str = Field(min_length=1, max_length=100)
     backend_app_id: str = Field(min_length=3, max_length=200, description="fal app id")
     is_control: bool = False
+    call_mode: CallMode = Field(
+        default="run",
+        description="How the router calls the backend: 'run' (one direct call, for "
+        "backends that answer within a request) or 'queue' (fal's queue, for long jobs).",
+    )
 
 
 class ExperimentSpec(BaseModel):

@@ -29,6 +29,12 @@ def up(
     router_port: Annotated[int, typer.Option(help="Router port on 127.0.0.1.")] = 8080,
     dashboard: Annotated[bool, typer.Option(help="Also serve the dashboard.")] = True,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501,
+    routers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=16, help="Router processes (fal runners); ports from --router-port on."
+        ),
+    ] = 1,
 ) -> None:
     """Serve everything locally: PostgreSQL, backends, fal queue stand-in, router
     (and dashboard). Ctrl-C stops it all."""
@@ -41,7 +47,11 @@ def up(
     try:
         with console.status("starting PostgreSQL, backends, fal queue stand-in and router…"):
             stack = LocalStack(
-                _home(), router_port=router_port, dashboard=dashboard, dashboard_port=dashboard_port
+                _home(),
+                router_port=router_port,
+                dashboard=dashboard,
+                dashboard_port=dashboard_port,
+                routers=routers,
             ).__enter__()
     except PortInUseError as exc:
         fail(str(exc))
@@ -52,7 +62,8 @@ def up(
     try:
         assert stack.fal is not None
         console.print(
-            f"[bold green]up[/]  router      {stack.router_url}  (POST /, POST /feedback)"
+            f"[bold green]up[/]  router      {', '.join(stack.router_urls)}  (POST /, POST "
+            "/feedback; any runner)"
         )
         if stack.dashboard_url:
             console.print(f"    dashboard   {stack.dashboard_url}")

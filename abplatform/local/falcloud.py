@@ -33,9 +33,10 @@ import json
 import os
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -54,6 +55,8 @@ from abplatform.local.tls import LocalCertificate, ensure_local_certificate, ens
 __all__ = ["DEFAULT_BACKENDS", "BackendSpec", "LocalFal"]
 
 QUEUE_TARGET = "abplatform.local.gateway:queue_app_from_env"
+SUPERVISE_PERIOD_S = 0.25
+MAX_RESTARTS = 5
 
 
 @dataclass(frozen=True)
@@ -62,16 +65,19 @@ class BackendSpec:
 
     Attributes:
         target: "module:Class" of the ``fal.App``.
-        weights_env: environment variable the app reads its weights location from.
+        weights_env: environment variable the app reads its weights location from
+            (None: the app needs no weights).
         pipeline: name of the tiny pipeline (key of ``ensure_tiny_pipelines``) to use.
         concurrency: queued requests the gateway runs on it at once (its
             ``max_multiplexing`` times one runner).
+        env: more environment variables for the app.
     """
 
     target: str
-    weights_env: str
-    pipeline: str
+    weights_env: str | None = None
+    pipeline: str | None = None
     concurrency: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 #: fal app id -> backend, as deployed: ``fal deploy ... --app-name model-v1`` under the
@@ -113,6 +119,7 @@ class LocalFal:
         torch_threads: int = 1,
         startup_timeout_s: float = 180.0,
         stop_timeout_s: float = 10.0,
+        supervise: bool = True,
     ) -> None:
         """Configure (nothing starts until ``start()``).
 
@@ -127,6 +134,8 @@ class LocalFal:
             torch_threads: ``ABPLATFORM_TORCH_THREADS`` of each backend.
             startup_timeout_s: how long to wait for each service to become healthy.
             stop_timeout_s: grace period between SIGTERM and SIGKILL on stop.
+            supervise: restart a service that exits (as fal starts a new runner when one
+                dies), at most ``MAX_RESTARTS`` times a minute each.
         """
         self.state_dir = Path(state_dir)
         self.backends = dict(backends if backends is not None else DEFAULT_BACKENDS)
@@ -148,6 +157,10 @@ class LocalFal:
         self.trust_bundle: Path | None = None
         self.pipelines: dict[str, Path] = {}
         self._atexit_registered = False
+        self._supervise = supervise
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._restart_times: dict[str, list[float]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -163,18 +176,21 @@ class LocalFal:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.certificate = ensure_local_certificate(self.state_dir / "tls")
         self.trust_bundle = ensure_trust_bundle(self.certificate)
-        self.pipelines = ensure_tiny_pipelines(self.state_dir)
+        if any(spec.pipeline for spec in self.backends.values()):
+            self.pipelines = ensure_tiny_pipelines(self.state_dir)
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
         try:
             for app_id, spec in self.backends.items():
                 env = {
-                    spec.weights_env: str(self.pipelines[spec.pipeline]),
                     "ABPLATFORM_IMAGE_REPOSITORY": "in_memory",
                     "ABPLATFORM_TORCH_THREADS": str(self.torch_threads),
                     "HF_HUB_OFFLINE": "1",
+                    **spec.env,
                 }
+                if spec.weights_env and spec.pipeline:
+                    env[spec.weights_env] = str(self.pipelines[spec.pipeline])
                 self._start(
                     spec.target, self.backend_ports[app_id], env, name=app_id.replace("/", "--")
                 )
@@ -197,7 +213,47 @@ class LocalFal:
         except BaseException:
             self.stop()
             raise
+        if self._supervise:
+            self._stopping.clear()
+            self._supervisor = threading.Thread(
+                target=self._supervise_loop, name="localfal-supervisor", daemon=True
+            )
+            self._supervisor.start()
         return self
+
+    def _supervise_loop(self) -> None:
+        """Restart services that exited, until ``stop()``; give up on one that exits more
+        than ``MAX_RESTARTS`` times within a minute (``dead_services`` then reports it)."""
+        while not self._stopping.wait(SUPERVISE_PERIOD_S):
+            for name, service in list(self.services.items()):
+                if service.is_running() or self._stopping.is_set():
+                    continue
+                now = time.monotonic()
+                recent = [t for t in self._restart_times.get(name, []) if now - t < 60.0]
+                if len(recent) >= MAX_RESTARTS:
+                    continue
+                self._restart_times[name] = [*recent, now]
+                print(
+                    f"localfal: {name} exited with code {service.process.returncode}; "
+                    "restarting it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                service.restart()
+
+    def given_up(self) -> list[ServiceProcess]:
+        """Services that exited and are not restarted (any, when not supervising)."""
+        now = time.monotonic()
+        return [
+            s
+            for name, s in self.services.items()
+            if not s.is_running()
+            and (
+                not self._supervise
+                or len([t for t in self._restart_times.get(name, []) if now - t < 60.0])
+                >= MAX_RESTARTS
+            )
+        ]
 
     def _start(
         self,
@@ -224,6 +280,10 @@ class LocalFal:
 
     def stop(self) -> None:
         """Stop every service (SIGTERM, then SIGKILL after ``stop_timeout_s``). Idempotent."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5.0)
+            self._supervisor = None
         for service in reversed(list(self.services.values())):
             service.stop(self.stop_timeout_s)
         if self._atexit_registered:
@@ -308,8 +368,11 @@ class LocalFal:
                 raise
         return service
 
-    def add_route(self, app_id: str, url: str, concurrency: int = 1) -> None:
-        """Route fal app id ``app_id`` ("owner/alias") to ``url`` in the running gateway.
+    def add_route(
+        self, app_id: str, url: str, concurrency: int = 1, replicas: Sequence[str] = ()
+    ) -> None:
+        """Route fal app id ``app_id`` ("owner/alias") to ``url`` in the running gateway
+        (and round-robin over ``replicas``, more runners of the same app).
 
         Raises:
             httpx.HTTPStatusError: the gateway rejected it (invalid id or URL).
@@ -319,10 +382,10 @@ class LocalFal:
         with httpx.Client(verify=verify, trust_env=False, timeout=10.0) as client:
             resp = client.put(
                 f"{self.queue_url}/_localfal/routes/{app_id}",
-                json={"url": url, "concurrency": concurrency},
+                json={"url": url, "concurrency": concurrency, "replicas": list(replicas)},
             )
             resp.raise_for_status()
-        self.extra_routes[app_id] = RouteSpec(url, concurrency)
+        self.extra_routes[app_id] = RouteSpec(url, concurrency, tuple(replicas))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,6 +13,8 @@ endpoint path, e.g. ``""`` for ``POST /`` of the app):
 ``GET /queue/{app}/requests/{id}/status``    ``{"status": IN_QUEUE|IN_PROGRESS|COMPLETED,
                                              "queue_position" (IN_QUEUE), "logs": [] | null,
                                              "metrics" (COMPLETED), ...}``; ``?logs=1|true``
+``GET /queue/{app}/requests/{id}/status/stream``  the same status objects as server-sent
+                                             events, one per change; closed after COMPLETED
 ``GET /queue/{app}/requests/{id}``           the app's status code and body, once COMPLETED
 ``PUT /queue/{app}/requests/{id}/cancel``    200 ``OK`` (removed from the queue), 202
                                              ``CANCELLATION_REQUESTED`` (running: the app's
@@ -42,6 +44,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -50,7 +53,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from abplatform.local.queue import (
@@ -59,6 +62,7 @@ from abplatform.local.queue import (
     QueueStandIn,
     RouteSpec,
     _json,
+    _Record,
     _truthy,
 )
 
@@ -76,6 +80,7 @@ class RouteBody(BaseModel):
 
     url: str = Field(min_length=1, description="Base URL of the app, e.g. http://127.0.0.1:8101")
     concurrency: int = Field(default=1, ge=1, le=1024, description="Queued requests at once.")
+    replicas: list[str] = Field(default_factory=list, description="More runners' base URLs.")
 
 
 def create_queue_app(
@@ -126,6 +131,7 @@ def create_queue_app(
     app = FastAPI(title="abplatform local fal queue stand-in", lifespan=lifespan)
     app.state.queue = queue
     _add_admin_routes(app, queue)
+    _add_status_routes(app, queue)
     _add_queue_routes(app, queue)
     _add_run_routes(app, queue)
     return app
@@ -160,7 +166,8 @@ def _add_admin_routes(app: FastAPI, queue: QueueStandIn) -> None:
     @app.put("/_localfal/routes/{owner}/{alias}")
     async def put_route(owner: str, alias: str, body: RouteBody) -> Response:
         try:
-            queue.set_route(f"{owner}/{alias}", RouteSpec(body.url, body.concurrency))
+            spec = RouteSpec(body.url, body.concurrency, tuple(body.replicas))
+            queue.set_route(f"{owner}/{alias}", spec)
         except ValueError as exc:
             return _json(422, {"detail": str(exc)})
         return _json(200, {"app_id": f"{owner}/{alias}", "url": body.url})
@@ -172,15 +179,11 @@ def _add_admin_routes(app: FastAPI, queue: QueueStandIn) -> None:
         return _json(200, {"deleted": f"{owner}/{alias}"})
 
 
-def _add_queue_routes(app: FastAPI, queue: QueueStandIn) -> None:
-    """Submit, status, result and cancel of queued requests."""
+def _add_status_routes(app: FastAPI, queue: QueueStandIn) -> None:
+    """Status of a queued request: polled, or streamed as server-sent events."""
 
-    @app.get("/queue/{owner}/{alias}/requests/{request_id}/status")
-    async def status(owner: str, alias: str, request_id: str, request: Request) -> Response:
-        app_id = f"{owner}/{alias}"
-        rec = queue.get(app_id, request_id)
-        if rec is None:
-            return _not_found(request_id)
+    def status_body(rec: _Record, request: Request, app_id: str) -> dict[str, Any]:
+        request_id = rec.request_id
         logs: list[Any] | None = [] if _truthy(request.query_params.get("logs")) else None
         body: dict[str, Any] = {
             "status": rec.state,
@@ -197,7 +200,45 @@ def _add_queue_routes(app: FastAPI, queue: QueueStandIn) -> None:
             if rec.status_code is not None and rec.status_code >= 400:
                 body["error"] = f"Request failed with status {rec.status_code}"
                 body["error_type"] = rec.response_headers.get("x-fal-error-type")
-        return _json(200, body, request_id)
+        return body
+
+    @app.get("/queue/{owner}/{alias}/requests/{request_id}/status")
+    async def status(owner: str, alias: str, request_id: str, request: Request) -> Response:
+        app_id = f"{owner}/{alias}"
+        rec = queue.get(app_id, request_id)
+        if rec is None:
+            return _not_found(request_id)
+        return _json(200, status_body(rec, request, app_id), request_id)
+
+    @app.get("/queue/{owner}/{alias}/requests/{request_id}/status/stream")
+    async def status_stream(owner: str, alias: str, request_id: str, request: Request) -> Response:
+        app_id = f"{owner}/{alias}"
+        rec = queue.get(app_id, request_id)
+        if rec is None:
+            return _not_found(request_id)
+
+        async def events() -> AsyncIterator[bytes]:
+            last = None
+            while True:
+                if rec.state != last:
+                    last = rec.state
+                    yield f"data: {json.dumps(status_body(rec, request, app_id))}\n\n".encode()
+                if last == "COMPLETED":
+                    return
+                try:  # a comment line every 15 s keeps the connection open, as fal's does
+                    await asyncio.wait_for(rec.done.wait(), 15.0)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={REQUEST_ID_HEADER: request_id, "cache-control": "no-cache"},
+        )
+
+
+def _add_queue_routes(app: FastAPI, queue: QueueStandIn) -> None:
+    """Submit, result and cancel of queued requests."""
 
     @app.get("/queue/{owner}/{alias}/requests/{request_id}")
     async def result(owner: str, alias: str, request_id: str) -> Response:

@@ -8,6 +8,7 @@ stops it. Production never comes here: it sets ``DATABASE_URL``.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -31,6 +32,35 @@ def start_embedded_postgres(home: Path) -> str:
     return to_sqlalchemy_url(server.get_uri())
 
 
+def stop_embedded_postgres(home: Path, timeout_s: float = 15.0) -> bool:
+    """Stop the embedded server of ``home/pg`` if one runs, whoever started it (fast
+    shutdown: SIGINT to the postmaster, SIGQUIT if it has not exited within ``timeout_s``).
+
+    Returns:
+        Whether a server was running.
+    """
+    import os
+    import signal
+    import time
+
+    pid_file = home.resolve() / "pg" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+        os.kill(pid, signal.SIGINT)
+    except (OSError, ValueError):
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGQUIT)
+    return True
+
+
 def resolve_url(settings: Settings | None = None) -> str:
     """The database URL to use: ``DATABASE_URL`` if set, else the embedded server's."""
     settings = settings or get_settings()
@@ -39,4 +69,4 @@ def resolve_url(settings: Settings | None = None) -> str:
     return start_embedded_postgres(settings.home)
 
 
-__all__ = ["resolve_url", "start_embedded_postgres"]
+__all__ = ["resolve_url", "start_embedded_postgres", "stop_embedded_postgres"]

@@ -64,6 +64,9 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     ca_file: Path | None = None
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    restarts: int = 0
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -108,6 +111,27 @@ class ServiceProcess:
                         f"{timeout_s:g} s; log {self.log_path}:\n{self.log_tail()}"
                     )
                 time.sleep(0.1)
+
+    def restart(self) -> None:
+        """Start the same command again on the same port (after it exited), appending to
+        its log; as fal starts a new runner when one dies. Counts ``restarts``.
+
+        Raises:
+            RuntimeError: it is still running.
+        """
+        if self.is_running():
+            raise RuntimeError(f"{self.name} is running; stop it before a restart")
+        if self._log is not None:
+            self._log.close()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by stop()
+        self.process = subprocess.Popen(
+            self.command,
+            env=dict(self.env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.restarts += 1
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``timeout_s`` seconds, then SIGKILL. Idempotent.
@@ -200,11 +224,7 @@ def start_service(
     full_env = dict(os.environ) if inherit_env else {}
     full_env.update(env or {})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    cmd = (
-        list(command)
-        if command is not None
-        else serve_command(target, host, port, certificate, python)
-    )
+    cmd = list(command) if command else serve_command(target, host, port, certificate, python)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by ServiceProcess.stop
     try:
         process = subprocess.Popen(
@@ -221,6 +241,8 @@ def start_service(
         process=process,
         log_path=log_path,
         ca_file=certificate.cert_path if certificate is not None else None,
+        command=tuple(cmd),
+        env=full_env,
         _log=log,
     )
     if wait:

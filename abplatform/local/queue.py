@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -41,11 +42,18 @@ State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 
 @dataclass
 class RouteSpec:
-    """Where an app id is served: ``url`` (e.g. ``http://127.0.0.1:8101``) and how many
-    queued requests may run on it at once."""
+    """Where an app id is served: ``url`` (e.g. ``http://127.0.0.1:8101``), more runners
+    of the same app (``replicas``: requests go round-robin over all, as fal spreads them
+    over an app's runners), and how many queued requests may run at once."""
 
     url: str
     concurrency: int = 1
+    replicas: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every runner's base URL."""
+        return (self.url, *self.replicas)
 
 
 @dataclass
@@ -67,6 +75,7 @@ class _Record:
     response_body: bytes = b""
     response_headers: dict[str, str] = field(default_factory=dict)
     cancel_requested: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
 
 def _json(status: int, content: Any, request_id: str | None = None) -> JSONResponse:
@@ -76,6 +85,11 @@ def _json(status: int, content: Any, request_id: str | None = None) -> JSONRespo
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _bad_gateway(app_id: str, url: str, exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+    payload = {"detail": f"app {app_id} at {url} failed: {type(exc).__name__}: {exc}"}
+    return 502, json.dumps(payload).encode(), {"content-type": "application/json"}
 
 
 def _join(base: str, path: str) -> str:
@@ -120,6 +134,7 @@ class QueueStandIn:
         self._client: httpx.AsyncClient | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
+        self._turn: dict[str, itertools.count[int]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -160,9 +175,14 @@ class QueueStandIn:
         owner, sep, alias = app_id.partition("/")
         if not sep or not owner or not alias or "/" in alias:
             raise ValueError(f"app id must look like 'owner/alias', got {app_id!r}")
-        if not spec.url.startswith(("http://", "https://")) or spec.concurrency < 1:
+        bad_url = any(not u.startswith(("http://", "https://")) for u in spec.urls)
+        if bad_url or spec.concurrency < 1:
             raise ValueError(f"invalid route for {app_id}: {spec}")
-        self.routes[app_id] = RouteSpec(url=spec.url.rstrip("/"), concurrency=spec.concurrency)
+        self.routes[app_id] = RouteSpec(
+            url=spec.url.rstrip("/"),
+            concurrency=spec.concurrency,
+            replicas=tuple(u.rstrip("/") for u in spec.replicas),
+        )
 
     def unknown_app(self, app_id: str) -> JSONResponse:
         """The 404 answered for an app id with no route."""
@@ -199,12 +219,21 @@ class QueueStandIn:
         if spec is None:
             payload = {"detail": f"Application {app_id!r} is no longer routed"}
             return 502, json.dumps(payload).encode(), {"content-type": "application/json"}
-        url = _join(spec.url, path)
-        try:
-            resp = await self.client.request(method, url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            payload = {"detail": f"app {app_id} at {spec.url} failed: {type(exc).__name__}: {exc}"}
-            return 502, json.dumps(payload).encode(), {"content-type": "application/json"}
+        urls = spec.urls
+        first = next(self._turn.setdefault(app_id, itertools.count())) % len(urls)
+        for attempt in range(len(urls)):
+            base = urls[(first + attempt) % len(urls)]
+            try:
+                resp = await self.client.request(
+                    method, _join(base, path), content=body, headers=headers
+                )
+                break
+            except httpx.ConnectError as exc:  # nothing was sent: another runner may answer
+                if attempt + 1 < len(urls):
+                    continue
+                return _bad_gateway(app_id, base, exc)
+            except httpx.HTTPError as exc:
+                return _bad_gateway(app_id, base, exc)
         passed = {
             k: v
             for k, v in resp.headers.items()
@@ -296,6 +325,7 @@ class QueueStandIn:
             rec.body = b""
             rec.state = "COMPLETED"
             rec.completed_at = time.monotonic()
+            rec.done.set()
             self._running[rec.app_id] = max(0, self._running.get(rec.app_id, 1) - 1)
             self._pump(rec.app_id)
 
@@ -312,6 +342,7 @@ class QueueStandIn:
         rec.body = b""
         rec.state = "COMPLETED"
         rec.completed_at = time.monotonic()
+        rec.done.set()
 
     def cancel(self, rec: _Record) -> tuple[int, dict[str, str]]:
         """Cancel ``rec``: (HTTP status, body) as fal's queue answers them."""

@@ -12,8 +12,9 @@ Command line::
     python -m abplatform.local.serve abplatform.local.gateway:queue_app_from_env \\
         --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem
 
-Unlike ``fal run --local``, this binds the given host (not 0.0.0.0), starts no metrics
-server, so any number of apps can run side by side, and installs no ``requirements``.
+Unlike ``fal run --local``, this binds the given host (not 0.0.0.0), starts a metrics
+server only when given a port (``--metrics-port``), so any number of apps can run side by
+side, and installs no ``requirements``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +90,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("ABPLATFORM_METRICS_PORT", "0")) or None,
+        help="serve the Prometheus registry at /metrics on this port, as fal's metrics "
+        "port does (default $ABPLATFORM_METRICS_PORT; none if unset)",
+    )
     args = parser.parse_args(argv)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         parser.error("--ssl-certfile and --ssl-keyfile go together")
@@ -104,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = _parse_args(argv)
     app = build_asgi_app(args.target)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.host)
     uvicorn.run(
         app,
         host=args.host,

@@ -19,17 +19,19 @@ import os
 import secrets
 import socket
 import sys
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
-from abplatform.local.falcloud import LocalFal
-from abplatform.local.postgres import resolve_url
+from abplatform.local.falcloud import BackendSpec, LocalFal
+from abplatform.local.postgres import resolve_url, stop_embedded_postgres
 from abplatform.local.processes import ServiceProcess, free_port, start_service
 from abplatform.service.database import Database, open_database
 from abplatform.settings import Settings
 
 ROUTER_APP_ID = "abplatform/ab-router"
+ROUTER_TARGET = "abplatform.router:ABRouter"
 DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
@@ -47,8 +49,13 @@ class PortInUseError(RuntimeError):
 
 
 def check_port_free(port: int, what: str, option: str) -> None:
-    """Raise :class:`PortInUseError` if 127.0.0.1:``port`` cannot be bound."""
+    """Raise :class:`PortInUseError` if 127.0.0.1:``port`` cannot be bound by a server.
+
+    ``SO_REUSEADDR``, as uvicorn sets it: a port held only by connections in TIME_WAIT
+    (left by a server that just stopped) is free to listen on again.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -68,6 +75,10 @@ class LocalStack:
         config_ttl_s: the router's config refresh period (seconds).
         extra_router_env: more environment variables for the router process.
         database_url: use this database instead of DATABASE_URL / the embedded server.
+        routers: how many router processes (fal runners) to start; the first listens on
+            ``router_port``, the others on the ports after it (or free ones), and the
+            gateway spreads ``abplatform/ab-router`` calls over all of them.
+        backends: the backend apps (default: the two diffusers backends).
     """
 
     def __init__(
@@ -80,9 +91,17 @@ class LocalStack:
         config_ttl_s: float = 1.0,
         extra_router_env: dict[str, str] | None = None,
         database_url: str | None = None,
+        routers: int = 1,
+        backends: Mapping[str, BackendSpec] | None = None,
     ) -> None:
+        if routers < 1:
+            raise ValueError(f"routers must be at least 1, got {routers}")
         self.home = home.resolve()
         self.router_port = router_port or free_port()
+        self.router_ports = [self.router_port] + [
+            (router_port + i) if router_port else free_port() for i in range(1, routers)
+        ]
+        self.backends = backends
         self.dashboard_port = (dashboard_port or free_port()) if dashboard else None
         self.config_ttl_s = config_ttl_s
         self.extra_router_env = extra_router_env or {}
@@ -90,7 +109,8 @@ class LocalStack:
         self._stack = ExitStack()
         self.db: Database | None = None
         self.fal: LocalFal | None = None
-        self.router: ServiceProcess | None = None
+        self.routers: list[ServiceProcess] = []
+        self.metrics_ports: list[int] = []  # each router's Prometheus /metrics port
         self.dashboard: ServiceProcess | None = None
         self.generated_password: str | None = None
 
@@ -98,6 +118,16 @@ class LocalStack:
     def router_url(self) -> str:
         """Base URL of the router app (``POST /``, ``POST /feedback``)."""
         return f"http://127.0.0.1:{self.router_port}"
+
+    @property
+    def router_urls(self) -> list[str]:
+        """Base URL of every router process (runner)."""
+        return [f"http://127.0.0.1:{port}" for port in self.router_ports]
+
+    @property
+    def router(self) -> ServiceProcess | None:
+        """The first router process."""
+        return self.routers[0] if self.routers else None
 
     @property
     def dashboard_url(self) -> str | None:
@@ -116,21 +146,32 @@ class LocalStack:
         }
 
     def __enter__(self) -> LocalStack:
-        check_port_free(self.router_port, "router", "--router-port")
+        for port in self.router_ports:
+            check_port_free(port, "router", "--router-port")
         if self.dashboard_port:
             check_port_free(self.dashboard_port, "dashboard", "--dashboard-port")
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            url = self.database_url or resolve_url(Settings(home=self.home))
+            settings = Settings(home=self.home)
+            url = self.database_url or resolve_url(settings)
+            if not (self.database_url or settings.database_url):
+                # The embedded server is this stack's: stop it on exit even if another
+                # process (a CLI command) restarted it meanwhile.
+                self._stack.callback(stop_embedded_postgres, self.home)
             self.db = open_database(url)
             self._stack.callback(self.db.dispose)
-            self.fal = self._stack.enter_context(LocalFal(self.home))
+            self.fal = self._stack.enter_context(LocalFal(self.home, backends=self.backends))
             env = {**self.service_env(), **self.extra_router_env}
-            self.router = self.fal.start_service(
-                "abplatform.router:ABRouter", name="router", port=self.router_port, env=env
-            )
+            for i, port in enumerate(self.router_ports):
+                name = "router" if i == 0 else f"router-{i + 1}"
+                self.metrics_ports.append(free_port())
+                runner_env = {**env, "ABPLATFORM_METRICS_PORT": str(self.metrics_ports[-1])}
+                self.routers.append(
+                    self.fal.start_service(ROUTER_TARGET, name=name, port=port, env=runner_env)
+                )
             # fal users call the router through fal too: make it reachable by app id.
-            self.fal.add_route(ROUTER_APP_ID, self.router_url, concurrency=64)
+            urls = self.router_urls
+            self.fal.add_route(ROUTER_APP_ID, urls[0], concurrency=64, replicas=urls[1:])
             if self.dashboard_port:
                 self.dashboard = self._start_dashboard()
                 self._stack.callback(self.dashboard.stop)
@@ -156,9 +197,12 @@ class LocalStack:
         )
 
     def dead_services(self) -> list[ServiceProcess]:
-        """Started processes (backends, gateway, router, dashboard) that have exited."""
-        started = [*(self.fal.services.values() if self.fal else ()), self.dashboard]
-        return [p for p in started if p is not None and not p.is_running()]
+        """Started processes (backends, gateway, routers, dashboard) that exited and are not
+        being restarted (the local supervisor restarts a dead backend or router)."""
+        dead = self.fal.given_up() if self.fal else []
+        if self.dashboard is not None and not self.dashboard.is_running():
+            dead.append(self.dashboard)
+        return dead
 
     def __exit__(
         self,

@@ -98,7 +98,7 @@ def create_experiment(session: Session, spec: ExperimentSpec, *, actor: str) -> 
             guardrails=tuple(spec.guardrails),
             fallback_to_control=spec.fallback_to_control,
             variants=tuple(
-                repo.NewVariant(v.key, v.model_version, v.backend_app_id, v.is_control)
+                repo.NewVariant(v.key, v.model_version, v.backend_app_id, v.is_control, v.call_mode)
                 for v in spec.variants
             ),
         ),

@@ -26,6 +26,7 @@ from abplatform.core.routing import RoutingConfig, RoutingVariant
 from abplatform.core.specs import ReallocationMode
 from abplatform.core.views import ExperimentView, PhaseView, VariantView
 from abplatform.store.models import AuditEntry, Experiment, Phase, RequestLog, Variant
+from abplatform.store.notify import notify_config_changed
 
 
 def now() -> datetime:
@@ -142,6 +143,7 @@ def to_routing_config(exp: Experiment) -> RoutingConfig:
                 model_version=v.model_version,
                 backend_app_id=v.backend_app_id,
                 is_control=v.is_control,
+                call_mode=v.call_mode,
             )
             for v in exp.variants
         ),
@@ -209,6 +211,7 @@ class NewVariant:
     model_version: str
     backend_app_id: str
     is_control: bool
+    call_mode: str = "run"
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ def add_experiment(session: Session, new: NewExperiment) -> Experiment:
                 model_version=v.model_version,
                 backend_app_id=v.backend_app_id,
                 is_control=v.is_control,
+                call_mode=v.call_mode,
             )
         )
     exp.phases.append(
@@ -366,6 +370,7 @@ def finish_write(
         StaleWriteError: someone else changed the experiment during this write.
     """
     session.flush()
+    notify_config_changed(session, exp.name)
     session.add(
         AuditEntry(
             experiment_id=exp.id,

@@ -11,7 +11,7 @@ a batch is retried after a lost acknowledgement (request rows are keyed by
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
@@ -29,30 +29,66 @@ _STAGING = (
     f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WITH NO DATA",
 )
 
+_KNOWN_PHASE = (
+    "EXISTS (SELECT 1 FROM phases p WHERE p.id = s.phase_id AND p.experiment_id = s.experiment_id)"
+)
+
 MOVE_REQUESTS = f"""
 WITH ins AS (
     INSERT INTO requests ({_REQUEST_COLUMNS})
-    SELECT {_REQUEST_COLUMNS} FROM staging_requests
+    SELECT {_REQUEST_COLUMNS} FROM staging_requests s WHERE {_KNOWN_PHASE}
     ON CONFLICT (request_id) DO NOTHING
     RETURNING *
 ),
 totals AS ({rollups.upsert_unit_totals("ins")}),
 buckets AS ({rollups.upsert_latency_buckets("ins")})
-SELECT count(*) FROM ins
+SELECT (SELECT count(*) FROM ins),
+       (SELECT count(*) FROM staging_requests s WHERE NOT {_KNOWN_PHASE})
 """
-"""Staged request rows into ``requests``; the inserted ones into the rollups."""
+"""Staged request rows into ``requests``; the inserted ones into the rollups. Rows whose
+(experiment, phase) does not exist are refused (counted in the second column): the log
+table has no per-row foreign key checks, this one set-wise check stands in for them."""
+
+_RESOLVED = ", ".join(
+    {
+        "experiment_id": "coalesce(s.experiment_id, r.experiment_id) AS experiment_id",
+        "phase_id": "CASE WHEN s.experiment_id IS NULL THEN r.phase_id ELSE s.phase_id END"
+        " AS phase_id",
+        "unit_id": "coalesce(s.unit_id, r.unit_id) AS unit_id",
+    }.get(c, f"s.{c}")
+    for c in OutcomeRecord.columns()
+)
 
 MOVE_OUTCOMES = f"""
-WITH ins AS (
+WITH src AS (
+    SELECT {_RESOLVED} FROM staging_outcomes s
+    LEFT JOIN requests r ON s.experiment_id IS NULL AND r.request_id = s.request_id
+),
+ins AS (
     INSERT INTO outcomes ({_OUTCOME_COLUMNS})
-    SELECT {_OUTCOME_COLUMNS} FROM staging_outcomes
+    SELECT {_OUTCOME_COLUMNS} FROM src WHERE experiment_id IS NOT NULL
     ON CONFLICT (outcome_key) DO NOTHING
     RETURNING *
 ),
 totals AS ({rollups.upsert_unit_outcomes("ins")})
-SELECT count(*) FROM ins
+SELECT (SELECT count(*) FROM ins),
+       (SELECT coalesce(array_agg(outcome_key), '{{}}') FROM src WHERE experiment_id IS NULL)
 """
-"""Staged outcome rows into ``outcomes``; the inserted ones into the rollups."""
+"""Staged outcome rows into ``outcomes``; the inserted ones into the rollups. Outcomes
+without an experiment (feedback on a request another router runner served) take the
+experiment, phase and unit of their request's row; those whose request row is not there
+yet are left out and returned (second column) for a later retry."""
+
+
+class BatchResult(NamedTuple):
+    """What one write did: new request rows, new outcome rows, the keys of outcomes not
+    written because their request row does not exist (yet), and request rows refused
+    because their experiment phase does not exist."""
+
+    requests: int
+    outcomes: int
+    unresolved: tuple[str, ...] = ()
+    refused: int = 0
 
 
 def copy_rows(
@@ -74,26 +110,30 @@ def write_records(
     conn: Connection,
     requests: Sequence[RequestRecord],
     outcomes: Sequence[OutcomeRecord],
-) -> tuple[int, int]:
+) -> BatchResult:
     """Insert request and outcome records and add the new ones to the rollups, in the
-    caller's transaction. Returns how many of each were new (not already logged)."""
+    caller's transaction. Returns how many of each were new (not already logged), and the
+    outcomes left for later (see :data:`MOVE_OUTCOMES`)."""
     for sql in _STAGING:
         conn.exec_driver_sql(sql)
-    new_requests = new_outcomes = 0
+    new_requests = new_outcomes = refused_requests = 0
+    unresolved: tuple[str, ...] = ()
     if requests:
         copy_rows(conn, "staging_requests", RequestRecord.columns(), [r.as_row() for r in requests])
-        new_requests = int(conn.exec_driver_sql(MOVE_REQUESTS).scalar_one())
+        inserted, refused = conn.exec_driver_sql(MOVE_REQUESTS).one()
+        new_requests, refused_requests = int(inserted), int(refused)
         conn.exec_driver_sql("DELETE FROM staging_requests")
     if outcomes:
         copy_rows(conn, "staging_outcomes", OutcomeRecord.columns(), [o.as_row() for o in outcomes])
-        new_outcomes = int(conn.exec_driver_sql(MOVE_OUTCOMES).scalar_one())
+        count, keys = conn.exec_driver_sql(MOVE_OUTCOMES).one()
+        new_outcomes, unresolved = int(count), tuple(keys)
         conn.exec_driver_sql("DELETE FROM staging_outcomes")
-    return new_requests, new_outcomes
+    return BatchResult(new_requests, new_outcomes, unresolved, refused_requests)
 
 
 def write_batch(
     engine: Engine, requests: Sequence[RequestRecord], outcomes: Sequence[OutcomeRecord]
-) -> tuple[int, int]:
+) -> BatchResult:
     """Write one batch in its own transaction (see :func:`write_records`).
 
     Raises:
@@ -111,4 +151,12 @@ def analyze(connection: Connection) -> None:
     )
 
 
-__all__ = ["MOVE_OUTCOMES", "MOVE_REQUESTS", "analyze", "copy_rows", "write_batch", "write_records"]
+__all__ = [
+    "MOVE_OUTCOMES",
+    "MOVE_REQUESTS",
+    "BatchResult",
+    "analyze",
+    "copy_rows",
+    "write_batch",
+    "write_records",
+]

@@ -61,24 +61,24 @@ def unit_sums(source: str, extra_keys: Sequence[str] = ()) -> str:
     """``SELECT`` of per-unit request sums from the request rows of ``source`` (a table
     or a parenthesised subquery with an alias), one row per experiment, phase, unit,
     assigned variant (and ``extra_keys``). Requests of units outside the coverage
-    (no assigned variant) are not analysed and left out."""
+    (no assigned variant) and QA-forced requests are not analysed and left out."""
     sums = ", ".join(f"sum({expr}) AS {col}" for col, expr in REQUEST_COLUMN_SQL.items())
     extra = _extra(extra_keys)
     return (
         f"SELECT experiment_id, phase_id, unit_id, assigned_variant_id AS variant_id{extra}, "
-        f"{sums} FROM {source} WHERE assigned_variant_id IS NOT NULL "
+        f"{sums} FROM {source} WHERE assigned_variant_id IS NOT NULL AND NOT forced "
         f"GROUP BY experiment_id, phase_id, unit_id, assigned_variant_id{extra}"
     )
 
 
 def latency_counts(source: str, extra_keys: Sequence[str] = ()) -> str:
-    """``SELECT`` of latency histogram counts of the successful request rows of ``source``,
-    per experiment, phase, assigned variant, bucket (and ``extra_keys``)."""
+    """``SELECT`` of latency histogram counts of the successful, not QA-forced request rows
+    of ``source``, per experiment, phase, assigned variant, bucket (and ``extra_keys``)."""
     extra = _extra(extra_keys)
     return (
         f"SELECT experiment_id, phase_id, assigned_variant_id AS variant_id, "
         f"{latency_bucket_sql()} AS bucket{extra}, count(*) AS count FROM {source} "
-        f"WHERE assigned_variant_id IS NOT NULL AND status = 'ok' "
+        f"WHERE assigned_variant_id IS NOT NULL AND NOT forced AND status = 'ok' "
         f"GROUP BY experiment_id, phase_id, assigned_variant_id, bucket{extra}"
     )
 
