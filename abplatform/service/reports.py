@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from abplatform.core.analysis import AnalysisSettings, analyze, pick_phase
-from abplatform.core.report import Correction, Method, Report
+from abplatform.core.analysis import AnalysisSettings, analyze, comparable_phases, pick_phase
+from abplatform.core.report import Correction, Engine, Method, Report
 from abplatform.core.series import (
     CumulativeLift,
     LatencyBin,
@@ -34,18 +34,22 @@ def build_report(
     name: str,
     *,
     phase: int | None = None,
-    method: Method = "sequential",
+    method: Method | None = None,
     alpha: float = 0.05,
     correction: Correction = "holm",
     include_multi_exposure: bool = False,
+    engine: Engine = "frequentist",
+    all_phases: bool = False,
 ) -> Report:
-    """The stats report of experiment ``name`` (default: see
-    :func:`abplatform.core.analysis.pick_phase`); arguments as
-    :class:`~abplatform.core.analysis.AnalysisSettings`.
+    """The stats report of experiment ``name`` (default phase: see
+    :func:`abplatform.core.analysis.pick_phase`; ``all_phases``: every phase with a
+    comparison, pooled as strata); arguments as
+    :class:`~abplatform.core.analysis.AnalysisSettings` (``method`` None: sequential for a
+    live experiment, fixed horizon for an imported one).
 
     Raises:
-        NotFoundError: unknown experiment. InvalidInputError: bad phase, method, alpha
-            or correction.
+        NotFoundError: unknown experiment. InvalidInputError: bad phase, engine, method,
+            alpha or correction, or both a phase and all phases.
     """
     settings = AnalysisSettings(
         method=method,
@@ -53,13 +57,30 @@ def build_report(
         correction=correction,
         phase=phase,
         include_multi_exposure=include_multi_exposure,
+        engine=engine,
+        all_phases=all_phases,
     ).validate()
     config = repo.to_view(repo.load(session, name))
-    analysed = pick_phase(config, settings.phase)
-    data = queries.fetch_phase_data(
-        session, config, analysed, include_multi=settings.include_multi_exposure
+    if settings.all_phases:
+        phases = comparable_phases(config)
+    else:
+        phases = (pick_phase(config, settings.phase),)
+    datas = queries.fetch_phases_data(
+        session, config, phases, include_multi=settings.include_multi_exposure
     )
-    return analyze(config, data, settings)
+    return analyze(config, datas, settings)
+
+
+def previous_phase(view: ExperimentView, report: Report) -> int | None:
+    """The phase before the one ``report`` analyses, when that phase had a comparison
+    (two or more variants with traffic weight) and the report is of a single phase;
+    else None. Views show its result beside a new phase's."""
+    if report.all_phases or report.phase < 2:
+        return None
+    before = next((p for p in view.phases if p.number == report.phase - 1), None)
+    if before is None or sum(w > 0 for w in before.weights) < 2:
+        return None
+    return before.number
 
 
 def cumulative_lift(
@@ -118,5 +139,6 @@ __all__ = [
     "cumulative_lift",
     "last_changes",
     "latency_distribution",
+    "previous_phase",
     "watermark",
 ]
