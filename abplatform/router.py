@@ -146,7 +146,8 @@ class ConfigCache:
 
 class BackendError(Exception):
     """A backend call failed: ``status`` is the HTTP status to answer; ``log_status`` is
-    what the request log records (ok, error or timeout)."""
+    what the request log records (error, timeout, or rejected for the caller's
+    arguments)."""
 
     def __init__(self, status: int, log_status: str, detail: Any) -> None:
         super().__init__(str(detail))
@@ -168,14 +169,27 @@ def _backend_error(exc: Exception, app_id: str, timeout_s: float) -> BackendErro
         except ValueError:
             body = exc.response.text[:2000]
         detail = body.get("detail", body) if isinstance(body, dict) else body
-        # The caller's arguments were rejected: pass the 4xx through. Anything else: 502.
+        # The caller's arguments were rejected: pass the 4xx through and log it as
+        # rejected (not the variant's error). Anything else: 502.
         status = exc.status_code if 400 <= exc.status_code < 500 else 502
         if status in (401, 403, 404, 408, 409, 429):
             status = 502  # the router's own credentials/routing failed, not the caller
+        log_status = RequestStatus.REJECTED.value if status < 500 else "error"
         return BackendError(
-            status, "error", {"backend": app_id, "status": exc.status_code, "error": detail}
+            status, log_status, {"backend": app_id, "status": exc.status_code, "error": detail}
         )
     return BackendError(502, "error", {"backend": app_id, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _error_text(assigned: BackendError | None, answered: BackendError | None) -> str | None:
+    """The log's ``error``: the assigned variant's failure, and the fallback's own failure
+    when that failed too (at most 4000 characters)."""
+    if assigned is None:
+        return None
+    text = str(assigned.detail)
+    if answered is not None and answered is not assigned:
+        text += f"; fallback to the control failed too: {answered.detail}"
+    return text[:4000]
 
 
 class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
@@ -268,7 +282,9 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             raise HTTPException(409, str(exc)) from exc
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
-        served, result, failure = await self._serve(cfg, decision, req, request_id)
+        served, result, failure, assigned_failure = await self._serve(
+            cfg, decision, req, request_id
+        )
         latency_ms = (time.perf_counter() - started) * 1000.0
         self.writer.log_request(
             RequestRecord(
@@ -280,9 +296,10 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
                 served_variant_id=served.id if served else None,
                 model_version=served.model_version if served else None,
                 latency_ms=latency_ms,
-                status=failure.log_status if failure else RequestStatus.OK.value,
-                error=str(failure.detail)[:4000] if failure else None,
+                status=assigned_failure.log_status if assigned_failure else RequestStatus.OK.value,
+                error=_error_text(assigned_failure, failure),
                 created_at=datetime.now(UTC),
+                fallback=served is not None and assigned_failure is not None,
             )
         )
         self._remember(request_id, cfg.experiment_id, cfg.phase_id, req.unit_id)
@@ -305,19 +322,21 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
 
     async def _serve(
         self, cfg: RoutingConfig, decision: RouteDecision, req: RouteRequest, request_id: str
-    ) -> tuple[RoutingVariant | None, Any, BackendError | None]:
+    ) -> tuple[RoutingVariant | None, Any, BackendError | None, BackendError | None]:
         """Call the target's backend, falling back to the control on a 5xx when the
-        experiment allows it. Returns (served variant, result, failure)."""
+        experiment allows it. Returns (served variant, result, failure to answer with,
+        the target's own failure: set also when the fallback then served the request)."""
         target = decision.target
         try:
-            return target, await self._call(target, req, request_id), None
+            return target, await self._call(target, req, request_id), None, None
         except BackendError as exc:
             if not (cfg.fallback_to_control and not target.is_control and exc.status >= 500):
-                return None, None, exc
+                return None, None, exc, exc
+            first = exc
         try:
-            return cfg.control, await self._call(cfg.control, req, request_id), None
+            return cfg.control, await self._call(cfg.control, req, request_id), None, first
         except BackendError as exc:
-            return None, None, exc
+            return None, None, exc, first
 
     def _remember(self, request_id: str, experiment_id: int, phase_id: int, unit_id: str) -> None:
         self.recent[request_id] = (experiment_id, phase_id, unit_id)

@@ -15,32 +15,50 @@ def report_cmd(
     name: Annotated[str, typer.Argument(help="Experiment name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     phase: Annotated[int | None, typer.Option(help="Phase number (default: current).")] = None,
-    fixed_horizon: Annotated[
-        bool, typer.Option(help="Welch t-test instead of the always-valid sequential test.")
+    all_phases: Annotated[
+        bool,
+        typer.Option(
+            "--all-phases",
+            help="Pool every phase with a comparison, each phase a stratum with its own "
+            "weights (after weight changes).",
+        ),
     ] = False,
+    fixed_horizon: Annotated[
+        bool | None,
+        typer.Option(
+            "--fixed-horizon/--sequential",
+            help="Welch t-test for a horizon fixed in advance, or the always-valid "
+            "sequential test (default: sequential for live experiments, fixed horizon for "
+            "imported ones).",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="frequentist (p-values, CIs) or bayesian (chance to win).")
+    ] = "frequentist",
     alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
     correction: Annotated[str, typer.Option(help="holm, bh or none.")] = "holm",
     include_multi_exposure: Annotated[
-        bool, typer.Option(help="Keep units assigned to more than one variant.")
+        bool, typer.Option(help="Keep units assigned to more than one variant in a phase.")
     ] = False,
 ) -> None:
     """Print the stats report of an experiment."""
     from abplatform.cli.render import render
-    from abplatform.service.reports import build_report
+    from abplatform.service.reports import build_report, previous_report
 
-    report = run_service(
-        build_report,
-        name,
-        phase=phase,
-        method="fixed" if fixed_horizon else "sequential",
+    settings = dict(
+        method=None if fixed_horizon is None else ("fixed" if fixed_horizon else "sequential"),
         alpha=alpha,
-        correction=correction,  # type: ignore[arg-type]
+        correction=correction,
         include_multi_exposure=include_multi_exposure,
+        engine=engine,
     )
+    report = run_service(build_report, name, phase=phase, all_phases=all_phases, **settings)
     if as_json:
         print(report.to_json())
-    else:
-        render(report, console)
+        return
+    previous = run_service(previous_report, name, report, **settings)
+    render(report, console, previous)
 
 
 def import_cmd(

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -71,16 +72,25 @@ def build_report(
     return analyze(config, datas, settings)
 
 
-def previous_phase(view: ExperimentView, report: Report) -> int | None:
-    """The phase before the one ``report`` analyses, when that phase had a comparison
-    (two or more variants with traffic weight) and the report is of a single phase;
-    else None. Views show its result beside a new phase's."""
-    if report.all_phases or report.phase < 2:
-        return None
-    before = next((p for p in view.phases if p.number == report.phase - 1), None)
+def previous_phase(view: ExperimentView, phase: int) -> int | None:
+    """The phase before ``phase`` when that one had a comparison (two or more variants
+    with traffic weight), else None. Views show its result beside a newer phase's."""
+    before = next((p for p in view.phases if p.number == phase - 1), None)
     if before is None or sum(w > 0 for w in before.weights) < 2:
         return None
     return before.number
+
+
+def previous_report(session: Session, name: str, report: Report, **settings: Any) -> Report | None:
+    """The report of the phase before ``report``'s (see :func:`previous_phase`) under the
+    same ``settings`` (keyword arguments of :func:`build_report`); None for an all-phases
+    report or when there is no such phase."""
+    if report.all_phases:
+        return None
+    number = previous_phase(repo.to_view(repo.load(session, name)), report.phase)
+    if number is None:
+        return None
+    return build_report(session, name, phase=number, **settings)
 
 
 def cumulative_lift(
@@ -140,5 +150,6 @@ __all__ = [
     "last_changes",
     "latency_distribution",
     "previous_phase",
+    "previous_report",
     "watermark",
 ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ import pytest
 
 from abplatform import service
 from abplatform.local.processes import free_port
-from abplatform.local.stack import LocalStack
+from abplatform.local.stack import LocalStack, dashboard_command
 from abplatform.settings import get_settings
 from dashboard import auth
 
@@ -105,11 +104,7 @@ def dashboard_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
         "ABPLATFORM_DASHBOARD_REFRESH_S": "1",
     }
     log = tmp_path_factory.mktemp("dashboard-log") / "streamlit.log"
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-        "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
+    cmd = dashboard_command(port)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
