@@ -121,10 +121,27 @@ def power_cmd(
     alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
     power: Annotated[float, typer.Option(help="Power (fraction).")] = 0.8,
     variants: Annotated[int, typer.Option(help="Number of variants, control included.")] = 2,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="sequential (the always-valid test live reports run) or fixed (one look at "
+            "a horizon fixed in advance)."
+        ),
+    ] = "sequential",
+    split_alpha: Annotated[
+        bool,
+        typer.Option(
+            help="Split alpha over the treatments (Bonferroni). Default: not split, "
+            "GrowthBook's convention."
+        ),
+    ] = False,
 ) -> None:
-    """Sample size per variant for an MDE, or the MDE for a sample size (fixed horizon)."""
+    """Sample size per variant for an MDE, or the MDE for a sample size, for the test the
+    report runs (sequential by default; GrowthBook's power.ts conventions)."""
     from abplatform.core.stats import Baseline, minimum_detectable_effect, sample_size_per_variant
 
+    if method not in ("sequential", "fixed"):
+        fail(f"--method is {method!r}; allowed: sequential, fixed")
     try:
         if proportion is not None:
             baseline = Baseline.for_proportion(proportion)
@@ -134,18 +151,39 @@ def power_cmd(
             fail("give --proportion P, or --mean M with --sd S")
             return
         kind = "relative" if relative else "absolute"
+        common = dict(
+            difference=kind, alpha=alpha, power=power, n_variants=variants,
+            split_alpha=split_alpha,
+        )  # fmt: skip
+        other = "fixed" if method == "sequential" else "sequential"
         if n is not None:
-            effect = minimum_detectable_effect(
-                baseline, n, difference=kind, alpha=alpha, power=power, n_variants=variants
-            )
+            effect = minimum_detectable_effect(baseline, n, method=method, **common)
+            alt = minimum_detectable_effect(baseline, n, method=other, **common)
             shown = f"{effect:.2%}" if relative else f"{effect:.4g}"
-            console.print(f"MDE with {n:,} units per variant: {shown} ({kind})")
-        elif mde is not None:
-            size = sample_size_per_variant(
-                baseline, mde, difference=kind, alpha=alpha, power=power, n_variants=variants
+            alt_shown = f"{alt:.2%}" if relative else f"{alt:.4g}"
+            console.print(
+                f"MDE with {n:,} units per variant, {method} test: {shown} ({kind}; "
+                f"the {other} test: {alt_shown})"
             )
-            console.print(f"units per variant to detect {mde:g} ({kind}): {size:,}")
+        elif mde is not None:
+            alt_size = sample_size_per_variant(baseline, mde, method=other, **common)
+            size = sample_size_per_variant(baseline, mde, method=method, **common)
+            console.print(
+                f"units per variant to detect {mde:g} ({kind}) with the {method} test: {size:,} "
+                f"(the {other} test: {alt_size:,})"
+            )
         else:
             fail("give --mde (for a sample size) or --n (for the MDE)")
+            return
     except ValueError as exc:
         fail(str(exc))
+        return
+    treatments = variants - 1
+    level = (
+        f"α {alpha:g} split over {treatments} treatments (Bonferroni: {alpha / treatments:.4g} "
+        "each)"
+        if split_alpha and treatments > 1
+        else f"α {alpha:g} per comparison, not split across treatments (GrowthBook's "
+        "convention; --split-alpha for Bonferroni)"
+    )
+    console.print(f"power {power:g}, two-sided, {level}", highlight=False)

@@ -213,3 +213,29 @@ def test_requests_rejected_for_the_callers_arguments_are_not_the_variants_errors
     [err] = report.metric("error_rate").comparisons
     assert err.difference is None and err.note.startswith("no variation in either variant")
     assert report.decision.action == "keep running"
+
+
+# ---------------------------------------------------------------- finding 3: a stray arm
+
+
+def test_a_mistyped_variant_in_an_import_is_flagged_as_a_sample_ratio_mismatch(
+    session: Session, tmp_path
+) -> None:
+    from abplatform.service.imports import import_csv
+
+    csv = tmp_path / "typo.csv"
+    lines = ["userid,version,retention_1"]
+    lines += [f"u{i},{('gate_30', 'gate_40')[i % 2]},{i % 3 == 0}" for i in range(400)]
+    lines += ["u400,gate_4O,True"]  # a letter O for a zero: a third arm with one unit
+    csv.write_text("\n".join(lines) + "\n")
+    result = import_csv(
+        session, csv, experiment="typo", unit_col="userid", variant_col="version",
+        control="gate_30", metrics=["retention_1"],
+    )  # fmt: skip
+    assert result.units_by_variant == {"gate_30": 200, "gate_40": 200, "gate_4O": 1}
+    report = build_report(session, "typo")
+    assert report.srm.observed == (200, 200, 1)
+    # Before: p ~ 1e-29 but not flagged, because the stray arm had fewer than 8 units.
+    assert report.srm.p_value < 1e-20 and report.srm.flagged
+    assert report.decision.action == "keep running"
+    assert "fix assignment" in report.decision.reasons[0]
