@@ -28,7 +28,9 @@ from abplatform.core.wording import (
 
 __all__ = [
     "DASH",
+    "comparator_title",
     "comparison_columns",
+    "comparison_config",
     "comparison_table",
     "decision_text",
     "headline",
@@ -96,7 +98,10 @@ def variant_table(report: Report) -> pd.DataFrame:
 
 def comparison_columns(report: Report) -> tuple[str, ...]:
     """The comparison table's columns for the report's engine."""
-    head = ("metric", "role", "comparison", "verdict")
+    several = len({c.variant for m in report.metrics for c in m.comparisons}) > 1
+    head: tuple[str, ...] = ("metric", "role", "comparison", "verdict")
+    if not several:  # the one comparator is named in the table's title (comparator_title)
+        head = ("metric", "role", "verdict")
     if report.engine == "bayesian":
         figures: tuple[str, ...] = (
             "difference [credible interval]",
@@ -106,13 +111,40 @@ def comparison_columns(report: Report) -> tuple[str, ...]:
         )
     else:
         kind = "CS" if report.method == "sequential" else "CI"
-        figures = (
-            f"difference [{kind}]",
-            f"lift [{kind}]",
-            wording.p_label(report.method),
-            "adjusted p",
-        )
-    return (*head, *figures, "control", "treatment")
+        figures = (f"difference [{kind}]", f"lift [{kind}]", "p", "adj. p")
+    return (*head, *figures, "control → treatment")
+
+
+def comparator_title(report: Report) -> str:
+    """The comparison table's title: ``"treatment vs control"`` when there is one
+    treatment (the table then has no comparison column), else ``"Treatments vs
+    control"``."""
+    comparators = list(dict.fromkeys(c.comparator for m in report.metrics for c in m.comparisons))
+    if len(comparators) == 1:
+        return comparators[0]
+    control = next((v.key for v in report.variants if v.is_control), "control")
+    return f"Treatments vs {control}"
+
+
+def comparison_config(report: Report) -> dict[str, st.column_config.Column]:
+    """Column settings of the comparison table: the first columns pinned, the narrow ones
+    small, and what each figure is in its header's tooltip."""
+    config = pinned("metric", "comparison", "verdict")
+    if report.engine == "bayesian":
+        return config
+    p_help = (
+        "always-valid p-value of the sequential test: valid at every look, stays at 1 "
+        "until the evidence builds up"
+        if report.method == "sequential"
+        else "p-value of the fixed-horizon Welch t-test"
+    )
+    return config | {
+        "role": st.column_config.Column(width="small"),
+        "p": st.column_config.Column(width="small", help=p_help),
+        "adj. p": st.column_config.Column(
+            width="small", help=f"after the {report.correction} correction (not for guardrails)"
+        ),
+    }
 
 
 def _figures(report: Report, metric: str, c: Comparison) -> list[str]:
@@ -136,7 +168,10 @@ def comparison_table(report: Report, metrics: tuple[str, ...] | None = None) -> 
         if metrics is not None and m.metric not in metrics:
             continue
         for c in m.comparisons:
-            cells = [m.metric, m.role, c.comparator, verdict(c), *_figures(report, m.metric, c)]
-            cells += [num(c.control_value, "{:.4g}"), num(c.treatment_value, "{:.4g}")]
+            head = [m.metric, m.role, c.comparator, verdict(c)]
+            if "comparison" not in columns:
+                head.remove(c.comparator)
+            cells = [*head, *_figures(report, m.metric, c)]
+            cells.append(f"{num(c.control_value, '{:.4g}')} → {num(c.treatment_value, '{:.4g}')}")
             rows.append(dict(zip(columns, cells, strict=True)))
     return pd.DataFrame(rows, columns=list(columns))

@@ -383,7 +383,7 @@ def _comparisons(report: Report, key: str, metrics: tuple[str, ...] | None = Non
         frame,
         hide_index=True,
         key=key,
-        column_config=tables.pinned("metric", "comparison", "verdict"),
+        column_config=tables.comparison_config(report),
     )
 
 
@@ -404,7 +404,7 @@ def results(view: service.ExperimentView, results: data.ExperimentResults) -> No
         key="variant_table",
         column_config=tables.pinned("variant"),
     )
-    st.subheader("Treatment vs control")
+    st.subheader(tables.comparator_title(report))
     _comparisons(report, "comparison_table")
     for line in wording.missing_figures(report):
         st.caption(f"No figure: {line}.")

@@ -31,6 +31,7 @@ from abplatform.store import experiments, logstore
 from abplatform.store.connection import Database
 from dashboard import auth
 from dashboard.store import ResultStore
+from tests.dashboard.scenarios import SCENARIOS
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 V1, V2 = "abplatform/model-v1", "abplatform/model-v2"
@@ -182,13 +183,13 @@ VARIANT_COLUMNS = (
     "variant", "model", "weight %", "units", "requests", "rejected", "error rate",
     "latency mean ms", "p50 ms", "p95 ms", "p99 ms", "feedback",
 )  # fmt: skip
-COMPARISON_COLUMNS = (
-    "metric", "role", "comparison", "verdict", "difference [CS]", "lift [CS]",
-    "always-valid p", "adjusted p", "control", "treatment",
+COMPARISON_COLUMNS = (  # one treatment: the comparator is the table's title
+    "metric", "role", "verdict", "difference [CS]", "lift [CS]",
+    "p", "adj. p", "control → treatment",
 )  # fmt: skip
 FIXED_COLUMNS = (
-    "metric", "role", "comparison", "verdict", "difference [CI]", "lift [CI]", "p",
-    "adjusted p", "control", "treatment",
+    "metric", "role", "verdict", "difference [CI]", "lift [CI]", "p",
+    "adj. p", "control → treatment",
 )  # fmt: skip
 LATENCY_COLUMNS = ("variant", "requests", "latency mean ms", "p50 ms", "p95 ms", "p99 ms")
 AUDIT_COLUMNS = ("at (UTC)", "actor", "action", "before", "after")
@@ -539,12 +540,12 @@ def test_the_experiment_page_shows_the_report_with_its_charts(app_env: str, db: 
     comparisons = frame(at, *COMPARISON_COLUMNS).set_index("metric")
     c = report.metric("error_rate").comparisons[0]
     row = comparisons.loc["error_rate"]
-    assert row["comparison"] == "treatment vs control" and row["role"] == "primary"
+    assert "treatment vs control" in [h.value for h in at.subheader] and row["role"] == "primary"
     assert (
         row["difference [CS]"] == (f"{c.difference:+.4f} [{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]")
         and f"{c.difference:+.4f}" == "-0.0750"
     )
-    assert row["always-valid p"] == f"{c.p_value:.2f}"
+    assert row["p"] == f"{c.p_value:.2f}"
     assert row["verdict"] == "not significant"
     assert report.method == "sequential"  # the default, stated on the page
     assert any(
@@ -1038,3 +1039,30 @@ def test_an_imported_experiment_shows_its_report_without_request_charts(
     assert list(frame(at, *VARIANT_COLUMNS)["units"]) == [90, 90]
     assert "Imported results have no request log: no lift over time." in texts(at, "caption")
     assert len(at.get("vega_lite_chart")) == 1  # the forest plot only
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_each_issue_8_scenario_reads_as_the_operator_expects(
+    app_env: str, db: Database, scenario
+) -> None:
+    name, expected = scenario(db)
+    at = open_app("experiment", name)
+    recommendation = [t for t in texts(at, "success") + texts(at, "info") + texts(at, "error")
+                      if t.startswith("**Recommendation:")]  # fmt: skip
+    assert len(recommendation) == 1
+    assert recommendation[0].startswith(f"**Recommendation: {expected}.**")
+    shown = " ".join(texts(at, "success") + texts(at, "info") + texts(at, "error"))
+    assert "Sample ratio mismatch:" not in shown and "ZERO_NEGATIVE" not in shown
+    if name == "resplit":
+        assert "No sample ratio mismatch: observed vs expected units: a 302 vs 300.0" in shown
+        assert "**Phase 2 started" in shown and "The previous phase 1: 500 units" in shown
+        assert {m.label: m.value for m in at.metric}["Units in more than one variant"] == "0"
+    if name == "zero-error-control":
+        assert "treatment: guardrail regressed (error_rate)" in recommendation[0]
+    if name == "fallback":
+        assert "treatment: guardrail regressed (error_rate, fallback_rate)" in recommendation[0]
+        variants = frame(at, *VARIANT_COLUMNS[:7], "fallback rate", *VARIANT_COLUMNS[7:])
+        assert variants.loc[1, "fallback rate"] == variants.loc[1, "error rate"] != "0.00%"
