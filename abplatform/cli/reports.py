@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -138,10 +138,12 @@ def power_cmd(
 ) -> None:
     """Sample size per variant for an MDE, or the MDE for a sample size, for the test the
     report runs (sequential by default; GrowthBook's power.ts conventions)."""
-    from abplatform.core.stats import Baseline, minimum_detectable_effect, sample_size_per_variant
+    from abplatform.core.stats import Baseline
 
     if method not in ("sequential", "fixed"):
         fail(f"--method is {method!r}; allowed: sequential, fixed")
+    if n is None and mde is None:
+        fail("give --mde (for a sample size) or --n (for the MDE)")
     try:
         if proportion is not None:
             baseline = Baseline.for_proportion(proportion)
@@ -150,40 +152,52 @@ def power_cmd(
         else:
             fail("give --proportion P, or --mean M with --sd S")
             return
-        kind = "relative" if relative else "absolute"
         common = dict(
-            difference=kind, alpha=alpha, power=power, n_variants=variants,
-            split_alpha=split_alpha,
+            difference="relative" if relative else "absolute", alpha=alpha, power=power,
+            n_variants=variants, split_alpha=split_alpha,
         )  # fmt: skip
-        other = "fixed" if method == "sequential" else "sequential"
-        if n is not None:
-            effect = minimum_detectable_effect(baseline, n, method=method, **common)
-            alt = minimum_detectable_effect(baseline, n, method=other, **common)
-            shown = f"{effect:.2%}" if relative else f"{effect:.4g}"
-            alt_shown = f"{alt:.2%}" if relative else f"{alt:.4g}"
-            console.print(
-                f"MDE with {n:,} units per variant, {method} test: {shown} ({kind}; "
-                f"the {other} test: {alt_shown})"
-            )
-        elif mde is not None:
-            alt_size = sample_size_per_variant(baseline, mde, method=other, **common)
-            size = sample_size_per_variant(baseline, mde, method=method, **common)
-            console.print(
-                f"units per variant to detect {mde:g} ({kind}) with the {method} test: {size:,} "
-                f"(the {other} test: {alt_size:,})"
-            )
-        else:
-            fail("give --mde (for a sample size) or --n (for the MDE)")
-            return
+        console.print(_plan_line(baseline, method, mde, n, common), highlight=False)
     except ValueError as exc:
         fail(str(exc))
         return
-    treatments = variants - 1
-    level = (
-        f"α {alpha:g} split over {treatments} treatments (Bonferroni: {alpha / treatments:.4g} "
-        "each)"
-        if split_alpha and treatments > 1
-        else f"α {alpha:g} per comparison, not split across treatments (GrowthBook's "
-        "convention; --split-alpha for Bonferroni)"
+    console.print(
+        f"power {power:g}, two-sided, {_level_text(alpha, variants, split_alpha)}",
+        highlight=False,
     )
-    console.print(f"power {power:g}, two-sided, {level}", highlight=False)
+
+
+def _plan_line(baseline: Any, method: str, mde: float | None, n: int | None, common: dict) -> str:
+    """The sample size for ``mde`` (or the MDE for ``n`` units per variant) under
+    ``method``, with the other method's figure beside it."""
+    from abplatform.core.stats import minimum_detectable_effect, sample_size_per_variant
+
+    other = "fixed" if method == "sequential" else "sequential"
+    kind = common["difference"]
+    if n is not None:
+        effects = [
+            minimum_detectable_effect(baseline, n, method=m, **common) for m in (method, other)
+        ]
+        shown = [f"{e:.2%}" if kind == "relative" else f"{e:.4g}" for e in effects]
+        return (
+            f"MDE with {n:,} units per variant, {method} test: {shown[0]} ({kind}; "
+            f"the {other} test: {shown[1]})"
+        )
+    assert mde is not None
+    sizes = [sample_size_per_variant(baseline, mde, method=m, **common) for m in (method, other)]
+    return (
+        f"units per variant to detect {mde:g} ({kind}) with the {method} test: {sizes[0]:,} "
+        f"(the {other} test: {sizes[1]:,})"
+    )
+
+
+def _level_text(alpha: float, variants: int, split_alpha: bool) -> str:
+    treatments = variants - 1
+    if split_alpha and treatments > 1:
+        return (
+            f"α {alpha:g} split over {treatments} treatments (Bonferroni: "
+            f"{alpha / treatments:.4g} each)"
+        )
+    return (
+        f"α {alpha:g} per comparison, not split across treatments (GrowthBook's convention; "
+        "--split-alpha for Bonferroni)"
+    )
