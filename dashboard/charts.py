@@ -27,7 +27,8 @@ def variant_colors(variants: list[str], shown: list[str] | None = None) -> alt.S
 
 
 VERDICT_COLORS = alt.Scale(
-    domain=["better", "worse", "not significant"], range=["#2e7d32", "#c62828", "#757575"]
+    domain=["better", "worse", "not significant", "inconclusive"],
+    range=["#2e7d32", "#c62828", "#757575", "#757575"],
 )
 
 

@@ -17,7 +17,13 @@ from abplatform.core import wording as w
 from abplatform.core.report import Comparison, Report
 
 ACTION_STYLE = {"ship": "bold green", "keep running": "bold yellow", "roll back": "bold red"}
-VERDICT_STYLE = {"better": "green", "worse": "red", "not significant": "dim", "no test": "dim"}
+VERDICT_STYLE = {
+    "better": "green",
+    "worse": "red",
+    "not significant": "dim",
+    "inconclusive": "dim",
+    "no test": "dim",
+}
 
 
 def _show_fallbacks(report: Report) -> bool:
@@ -70,13 +76,18 @@ def comparison_table(report: Report) -> Table:
     interval = "credible interval" if bayes else (
         "confidence sequence" if report.method == "sequential" else "confidence interval"
     )  # fmt: skip
-    t = Table(
-        title=f"Treatment vs control ({1 - report.alpha:.0%} {interval})", title_justify="left"
-    )
+    comparators = list(dict.fromkeys(c.comparator for m in report.metrics for c in m.comparisons))
+    single = len(comparators) == 1  # then the title names the comparator
+    title = comparators[0] if single else "Treatments vs control"
+    t = Table(title=f"{title} ({1 - report.alpha:.0%} {interval})", title_justify="left")
     figures = ["P(better)", "risk"] if bayes else [w.p_label(report.method), "adj. p"]
     columns = ["metric", "role", "comparison", "verdict", "control", "treatment"]
+    if single:
+        columns.remove("comparison")
     for col in [*columns, "difference", "lift", *figures]:
-        t.add_column(col, justify="left" if col in columns[:4] else "right")
+        t.add_column(
+            col, justify="left" if col in ("metric", "role", "comparison", "verdict") else "right"
+        )
     for m in report.metrics:
         fmt = w.difference_format(m.metric)
         for c in m.comparisons:
@@ -85,10 +96,9 @@ def comparison_table(report: Report) -> Table:
                 extra = [w.chance_text(c), risk]
             else:
                 extra = [w.p_value(c.p_value), w.p_value(c.adjusted_p_value)]
+            head = [m.metric, m.role] + ([] if single else [c.comparator])
             t.add_row(
-                m.metric,
-                m.role,
-                c.comparator,
+                *head,
                 _verdict(c),
                 w.num(c.control_value, "{:.4g}"),
                 w.num(c.treatment_value, "{:.4g}"),

@@ -188,19 +188,21 @@ def compare(
     )  # fmt: skip
 
 
-Verdict = Literal["better", "worse", "not significant", "no test"]
+Verdict = Literal["better", "worse", "not significant", "inconclusive", "no test"]
 
 
 def verdict(c: Comparison) -> Verdict:
-    """``better`` / ``worse`` (significant, in the metric's good direction), ``not
-    significant``, or ``no test`` when the data allow none (``c.note`` says why)."""
+    """``better`` / ``worse`` (in the metric's good direction: significant, or for the
+    Bayesian engine a credible interval clear of 0), ``not significant`` (frequentist) or
+    ``inconclusive`` (Bayesian), or ``no test`` when the data allow none (``c.note`` says
+    why)."""
     if c.difference is None:
         return "no test"
     if c.better is True:
         return "better"
     if c.better is False:
         return "worse"
-    return "not significant"
+    return "inconclusive" if c.chance_to_win is not None else "not significant"
 
 
 __all__ = [

@@ -73,7 +73,8 @@ def decide(
             losers += 1
             reasons.append(f"{variant}: {primary} significantly worse")
         else:
-            reasons.append(f"{variant}: {primary} not significant yet")
+            undecided = "inconclusive" if test.startswith("Bayesian") else "not significant"
+            reasons.append(f"{variant}: {primary} {undecided} yet")
     if winners:
         sign = -1.0 if prim and prim.lower_is_better else 1.0
         best = max(winners, key=lambda c: sign * (c.difference or 0.0))
