@@ -22,6 +22,7 @@ from abplatform import service
 from abplatform.core import assignment, reallocation, routing
 from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.core.stats import srm_test
+from abplatform.core.wording import srm_text
 from abplatform.service.reports import build_report, previous_report
 from abplatform.store import experiments as repo
 from abplatform.store import logstore
@@ -133,13 +134,7 @@ def test_the_all_phases_analysis_checks_each_phase_against_its_own_weights(
     assert report.srm.expected == pytest.approx((700.0, 150.0, 150.0))
     smallest = min(s.p_value for s in report.phase_srm)
     assert report.srm.p_value == pytest.approx(min(1.0, 2 * smallest)) and not report.srm.flagged
-    assert "phase 1 (80/10/10)" in service_srm_text(report)
-
-
-def service_srm_text(report) -> str:
-    from abplatform.core.wording import srm_text
-
-    return srm_text(report)
+    assert "phase 1 (80/10/10)" in srm_text(report)
 
 
 def test_after_a_weight_change_the_previous_phase_result_is_offered(
