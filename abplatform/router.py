@@ -116,6 +116,17 @@ def _fail(status: int, detail: Any, retry: bool = False) -> HTTPException:
     return HTTPException(status, detail, headers={"x-fal-needs-retry": "1" if retry else "0"})
 
 
+def _error_text(assigned: BackendError | None, answered: BackendError | None) -> str | None:
+    """The log's ``error``: the assigned variant's failure, and the fallback's own failure
+    when that failed too (at most 4000 characters)."""
+    if assigned is None:
+        return None
+    text = str(assigned.detail)
+    if answered is not None and answered is not assigned:
+        text += f"; fallback to the control failed too: {answered.detail}"
+    return text[:4000].replace("\x00", "")
+
+
 class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
     """Routes each request to an experiment variant's backend and logs it.
 
@@ -259,9 +270,14 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         if forced:
             decision = self._forced(cfg, decision, force_variant or "", operator_token)
         request_id = self.ids.new()
-        served, result, failure = await self._serve(cfg, decision, req, request_id, forced)
+        served, result, failure, assigned_failure = await self._serve(
+            cfg, decision, req, request_id, forced
+        )
         latency_s = time.perf_counter() - started
-        self._log(cfg, decision, req.unit_id, request_id, served, failure, latency_s, forced)
+        self._log(
+            cfg, decision, req.unit_id, request_id, served, (failure, assigned_failure),
+            latency_s, forced,
+        )  # fmt: skip
         if failure is not None:
             raise _fail(
                 failure.status,
@@ -289,11 +305,14 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         unit_id: str,
         request_id: str,
         served: RoutingVariant | None,
-        failure: BackendError | None,
+        failures: tuple[BackendError | None, BackendError | None],
         latency_s: float,
         forced: bool,
     ) -> None:
-        status = failure.log_status if failure else RequestStatus.OK.value
+        """Queue the request's record: ``status`` is the assigned variant's outcome (a
+        fallback-served failure stays a failure, with ``fallback`` set)."""
+        failure, assigned_failure = failures
+        status = assigned_failure.log_status if assigned_failure else RequestStatus.OK.value
         self.writer.log_request(
             RequestRecord(
                 request_id=request_id,
@@ -305,8 +324,9 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
                 model_version=served.model_version if served else None,
                 latency_ms=latency_s * 1000.0,
                 status=status,
-                error=str(failure.detail)[:4000].replace("\x00", "") if failure else None,
+                error=_error_text(assigned_failure, failure),
                 created_at=datetime.now(UTC),
+                fallback=served is not None and assigned_failure is not None,
                 forced=forced,
             )
         )
@@ -322,29 +342,26 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         req: RouteRequest,
         request_id: str,
         forced: bool,
-    ) -> tuple[RoutingVariant | None, Any, BackendError | None]:
+    ) -> tuple[RoutingVariant | None, Any, BackendError | None, BackendError | None]:
         """Call the target's backend, falling back to the control on a 5xx when the
-        experiment allows it (not for a QA override). Returns (served, result, failure)."""
+        experiment allows it (not for a QA override). Returns (served variant, result,
+        failure to answer with, the target's own failure: set also when the fallback then
+        served the request)."""
         target = decision.target
         try:
-            return (
-                target,
-                await self.backends.call(target, req.arguments, req.path, request_id),
-                None,
-            )
+            result = await self.backends.call(target, req.arguments, req.path, request_id)
+            return target, result, None, None
         except BackendError as exc:
             fallback = cfg.fallback_to_control and not forced and not target.is_control
             if not (fallback and exc.status >= 500):
-                return None, None, exc
+                return None, None, exc, exc
+            first = exc
         try:
             control = cfg.control
-            return (
-                control,
-                await self.backends.call(control, req.arguments, req.path, request_id),
-                None,
-            )
+            result = await self.backends.call(control, req.arguments, req.path, request_id)
+            return control, result, None, first
         except BackendError as exc:
-            return None, None, exc
+            return None, None, exc, first
 
     @fal.endpoint("/feedback")
     async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:

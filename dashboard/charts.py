@@ -27,7 +27,8 @@ def variant_colors(variants: list[str], shown: list[str] | None = None) -> alt.S
 
 
 VERDICT_COLORS = alt.Scale(
-    domain=["better", "worse", "not significant"], range=["#2e7d32", "#c62828", "#757575"]
+    domain=["better", "worse", "not significant", "inconclusive"],
+    range=["#2e7d32", "#c62828", "#757575", "#757575"],
 )
 
 
@@ -48,7 +49,7 @@ def forest_data(report: Report) -> pd.DataFrame:
                     "low": c.lift_ci[0],
                     "high": c.lift_ci[1],
                     "p_value": c.p_value,
-                    "verdict": verdict(c) if not c.error_message else "not significant",
+                    "verdict": verdict(c) if c.difference is not None else "not significant",
                     "direction": "lower is better" if m.lower_is_better else "higher is better",
                 }
             )
@@ -109,9 +110,21 @@ def cumulative_data(series: CumulativeLift) -> pd.DataFrame:
     )
 
 
+def lift_domain(data: pd.DataFrame) -> tuple[float, float]:
+    """The y range of the cumulative-lift chart: every lift and the latest confidence
+    sequence of each variant, plus 10% and zero. Earlier, wider bands are clipped to it
+    (a first point's band can span thousands of percent and flatten everything else)."""
+    latest = data.sort_values("at").groupby("variant").tail(1)
+    values = [0.0, *data["lift"], *latest["low"], *latest["high"]]
+    lo, hi = min(values), max(values)
+    pad = 0.1 * (hi - lo) or 0.01
+    return lo - pad, hi + pad
+
+
 def cumulative_chart(series: CumulativeLift, variants: list[str]) -> alt.Chart | None:
-    """The lift over time (UTC) with its always-valid confidence sequence as a band;
-    ``variants`` (all keys, control first) fix the colours."""
+    """The lift over time (UTC) with its always-valid confidence sequence as a band,
+    from the first point with enough units in both arms and scaled to the data
+    (:func:`lift_domain`); ``variants`` (all keys, control first) fix the colours."""
     data = cumulative_data(series)
     if data.empty:
         return None
@@ -132,18 +145,23 @@ def cumulative_chart(series: CumulativeLift, variants: list[str]) -> alt.Chart |
         alt.Tooltip("units_control:Q", title="control n"),
         alt.Tooltip("units_treatment:Q", title="treatment n"),
     ]
+    scale = alt.Scale(domain=list(lift_domain(data)), nice=False)
     band = (
         alt.Chart(data)
-        .mark_area(opacity=0.2)
+        .mark_area(opacity=0.2, clip=True)
         .encode(
             x=x,
-            y=alt.Y("low:Q", title=f"lift of {series.metric}", axis=alt.Axis(format="+%")),
+            y=alt.Y(
+                "low:Q", title=f"lift of {series.metric}", axis=alt.Axis(format="+%"), scale=scale
+            ),
             y2="high:Q",
             color=color,
         )
     )
     line = (
-        alt.Chart(data).mark_line(point=True).encode(x=x, y="lift:Q", color=color, tooltip=tooltip)
+        alt.Chart(data)
+        .mark_line(point=True, clip=True)
+        .encode(x=x, y=alt.Y("lift:Q", scale=scale), color=color, tooltip=tooltip)
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
     return band + line + zero

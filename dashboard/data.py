@@ -10,12 +10,13 @@ recomputed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from abplatform import service
 from abplatform.core.analysis import pick_phase
-from abplatform.core.report import Correction, Method, Report
+from abplatform.core.report import Correction, Engine, Method, Report
 from abplatform.service import reports
 from abplatform.service.database import Database
 from abplatform.service.reports import CumulativeLift, ExperimentActivity, LastChange, LatencyBin
@@ -24,14 +25,18 @@ from dashboard import context
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    """How to analyse: test method, significance level, correction, phase (None: the
-    report's default) and the metric of the cumulative chart (None: the primary)."""
+    """How to analyse: engine, test method (None: the experiment's default, sequential
+    when live, fixed horizon when imported), significance level, correction, phase
+    (None: the report's default), all phases pooled as strata, and the metric of the
+    cumulative chart (None: the primary)."""
 
-    method: Method = "sequential"
+    method: Method | None = None
     alpha: float = 0.05
     correction: Correction = "holm"
     phase: int | None = None
     chart_metric: str | None = None
+    engine: Engine = "frequentist"
+    all_phases: bool = False
 
 
 DEFAULT_SETTINGS = AnalysisSettings()
@@ -41,8 +46,10 @@ DEFAULT_SETTINGS = AnalysisSettings()
 class ExperimentResults:
     """Everything the results section of the experiment page draws.
 
-    ``computed_at`` is when the oldest part was computed (UTC); ``stale`` says newer
-    data exist and are being analysed in the background.
+    ``previous`` is the report of the phase before the analysed one (when the report is
+    of a single, later phase), shown beside it. ``computed_at`` is when the oldest part
+    was computed (UTC); ``stale`` says newer data exist and are being analysed in the
+    background.
     """
 
     report: Report
@@ -50,6 +57,7 @@ class ExperimentResults:
     latency: list[LatencyBin]
     computed_at: datetime
     stale: bool
+    previous: Report | None = None
 
 
 @dataclass(frozen=True)
@@ -63,19 +71,47 @@ class OverviewRow:
 
 
 def analysed_phase(view: service.ExperimentView, number: int | None) -> service.PhaseView:
-    """The phase the report analyses for ``number`` (None: the report's default)."""
+    """The phase the report analyses for ``number`` (None: the report's default; for an
+    all-phases report, the charts show this default phase)."""
     return pick_phase(view, number)
 
 
 def _report_key(db: Database, view: service.ExperimentView, s: AnalysisSettings) -> tuple:
-    return ("report", db.url, view.name, view.version, s.method, s.alpha, s.correction, s.phase)
+    return (
+        "report", db.url, view.name, view.version, s.engine, s.method, s.alpha, s.correction,
+        s.phase, s.all_phases,
+    )  # fmt: skip
 
 
 def _build_report(db: Database, name: str, s: AnalysisSettings) -> Report:
     with db.sessions() as session:
         return reports.build_report(
-            session, name, phase=s.phase, method=s.method, alpha=s.alpha, correction=s.correction
+            session,
+            name,
+            phase=s.phase,
+            method=s.method,
+            alpha=s.alpha,
+            correction=s.correction,
+            engine=s.engine,
+            all_phases=s.all_phases,
         )
+
+
+def _previous(
+    db: Database, view: service.ExperimentView, s: AnalysisSettings, mark: Hashable
+) -> Report | None:
+    """The report of the phase before the analysed one, under the same settings."""
+    if s.all_phases:
+        return None
+    number = reports.previous_phase(view, analysed_phase(view, s.phase).number)
+    if number is None:
+        return None
+    before = replace(s, phase=number)
+    [stored] = context.store().get_many(
+        [(_report_key(db, view, before), mark, lambda: _build_report(db, view.name, before))],
+        refresh_s=context.refresh_s(),
+    )
+    return stored.value
 
 
 def experiment_results(view: service.ExperimentView, s: AnalysisSettings) -> ExperimentResults:
@@ -112,6 +148,7 @@ def experiment_results(view: service.ExperimentView, s: AnalysisSettings) -> Exp
         latency=stored[2].value if len(stored) > 2 else [],
         computed_at=datetime.fromtimestamp(min(x.computed_at for x in stored), UTC),
         stale=any(x.stale for x in stored),
+        previous=_previous(db, view, s, mark),
     )
 
 

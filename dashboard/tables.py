@@ -1,60 +1,55 @@
 """Tables and one-line summaries of a report, as pandas DataFrames and strings.
 
-Numbers are formatted for reading (percent, ms, p-values), in the conventions of the
-CLI's rendering (:mod:`abplatform.cli.render`): "–" for a value that does not exist.
+Words and number formats come from :mod:`abplatform.core.wording`, shared with the CLI:
+"–" for a value that does not exist, with a sentence elsewhere saying why. Tables are
+kept narrow (a value and its interval in one cell, the verdict next to the comparison)
+and their first columns are pinned, so nothing an operator needs is cut at the edge.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import streamlit as st
 
+from abplatform.core import wording
 from abplatform.core.report import Comparison, Report
 from abplatform.core.views import ExperimentView
+from abplatform.core.wording import (
+    DASH,
+    decision_text,
+    headline,
+    interval,
+    num,
+    p_value,
+    pct,
+    signed_pct,
+    srm_text,
+)
 
-DASH = "–"
-
-
-def num(x: float | None, fmt: str = "{:.1f}") -> str:
-    """``x`` formatted, or "–"."""
-    return DASH if x is None else fmt.format(x)
-
-
-def pct(x: float | None, digits: int = 2) -> str:
-    """A fraction as a percent, or "–"."""
-    return DASH if x is None else f"{x:.{digits}%}"
-
-
-def signed_pct(x: float | None) -> str:
-    """A fraction as a signed percent with one decimal, or "–"."""
-    return DASH if x is None else f"{x:+.1%}"
-
-
-def p_value(p: float | None) -> str:
-    """A p-value, "<0.0001" when tiny, or "–"."""
-    if p is None:
-        return DASH
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def interval(ci: tuple[float, float] | None, fmt: str) -> str:
-    """``[lo, hi]`` formatted, or "–"."""
-    return DASH if ci is None else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
-
-
-def difference_format(metric: str) -> str:
-    """Format of a difference in ``metric``'s units (ms for latency)."""
-    return "{:+.2f}" if metric.startswith("latency") else "{:+.4f}"
+__all__ = [
+    "DASH",
+    "comparator_title",
+    "comparison_columns",
+    "comparison_config",
+    "comparison_table",
+    "decision_text",
+    "headline",
+    "interval",
+    "num",
+    "p_value",
+    "pct",
+    "pinned",
+    "signed_pct",
+    "srm_text",
+    "variant_table",
+    "verdict",
+    "weights_text",
+]
 
 
 def verdict(c: Comparison) -> str:
-    """better / worse / not significant / why the test could not run."""
-    if c.error_message:
-        return c.error_message
-    if c.better is True:
-        return "better"
-    if c.better is False:
-        return "worse"
-    return "not significant"
+    """better / worse / not significant / no test."""
+    return wording.verdict_text(c)
 
 
 def weights_text(view: ExperimentView) -> str:
@@ -62,92 +57,121 @@ def weights_text(view: ExperimentView) -> str:
     return " / ".join(f"{v.key} {v.weight:g}" for v in view.variants)
 
 
-def variant_table(report: Report) -> pd.DataFrame:
-    """Per variant: units, requests, errors, latency (ms) and feedback."""
-    return pd.DataFrame(
-        [
-            {
-                "variant": v.key + (" (control)" if v.is_control else ""),
-                "model_version": v.model_version,
-                "weight %": f"{v.weight:g}",
-                "units": v.units,
-                "requests": v.requests,
-                "error rate": pct(v.error_rate),
-                "latency mean ms": num(v.latency_mean_ms),
-                "p50 ms": num(v.latency_p50_ms),
-                "p95 ms": num(v.latency_p95_ms),
-                "p99 ms": num(v.latency_p99_ms),
-                "feedback": v.feedback_count,
-                "feedback rate": pct(v.feedback_rate),
-            }
-            for v in report.variants
-        ]
+def pinned(*columns: str) -> dict[str, st.column_config.Column]:
+    """``column_config`` that keeps ``columns`` visible when a table scrolls sideways."""
+    return {c: st.column_config.Column(pinned=True) for c in columns}
+
+
+def _show_fallbacks(report: Report) -> bool:
+    return any(m.metric == "fallback_rate" for m in report.metrics) or any(
+        v.fallbacks for v in report.variants
     )
 
 
+def variant_table(report: Report) -> pd.DataFrame:
+    """Per variant: units, requests (rejected ones apart), error and fallback rates,
+    latency (ms) and feedback."""
+    fallbacks = _show_fallbacks(report)
+    rows = []
+    for v in report.variants:
+        row = {
+            "variant": v.key + (" (control)" if v.is_control else ""),
+            "model": v.model_version,
+            "weight %": f"{v.weight:g}",
+            "units": v.units,
+            "requests": v.requests,
+            "rejected": v.rejected,
+            "error rate": pct(v.error_rate),
+        }
+        if fallbacks:
+            row["fallback rate"] = pct(v.fallback_rate)
+        row |= {
+            "latency mean ms": num(v.latency_mean_ms),
+            "p50 ms": num(v.latency_p50_ms),
+            "p95 ms": num(v.latency_p95_ms),
+            "p99 ms": num(v.latency_p99_ms),
+            "feedback": v.feedback_count,
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_columns(report: Report) -> tuple[str, ...]:
+    """The comparison table's columns for the report's engine."""
+    several = len({c.variant for m in report.metrics for c in m.comparisons}) > 1
+    head: tuple[str, ...] = ("metric", "role", "comparison", "verdict")
+    if not several:  # the one comparator is named in the table's title (comparator_title)
+        head = ("metric", "role", "verdict")
+    if report.engine == "bayesian":
+        figures: tuple[str, ...] = (
+            "difference [credible interval]",
+            "lift [credible interval]",
+            "chance to beat control",
+            "risk: keep control / ship",
+        )
+    else:
+        kind = "CS" if report.method == "sequential" else "CI"
+        figures = (f"difference [{kind}]", f"lift [{kind}]", "p", "adj. p")
+    return (*head, *figures, "control → treatment")
+
+
+def comparator_title(report: Report) -> str:
+    """The comparison table's title: ``"treatment vs control"`` when there is one
+    treatment (the table then has no comparison column), else ``"Treatments vs
+    control"``."""
+    comparators = list(dict.fromkeys(c.comparator for m in report.metrics for c in m.comparisons))
+    if len(comparators) == 1:
+        return comparators[0]
+    control = next((v.key for v in report.variants if v.is_control), "control")
+    return f"Treatments vs {control}"
+
+
+def comparison_config(report: Report) -> dict[str, st.column_config.Column]:
+    """Column settings of the comparison table: the first columns pinned, the narrow ones
+    small, and what each figure is in its header's tooltip."""
+    config = pinned("metric", "comparison", "verdict")
+    if report.engine == "bayesian":
+        return config
+    p_help = (
+        "always-valid p-value of the sequential test: valid at every look, stays at 1 "
+        "until the evidence builds up"
+        if report.method == "sequential"
+        else "p-value of the fixed-horizon Welch t-test"
+    )
+    return config | {
+        "role": st.column_config.Column(width="small"),
+        "p": st.column_config.Column(width="small", help=p_help),
+        "adj. p": st.column_config.Column(
+            width="small", help=f"after the {report.correction} correction (not for guardrails)"
+        ),
+    }
+
+
+def _figures(report: Report, metric: str, c: Comparison) -> list[str]:
+    fmt = wording.difference_format(metric)
+    cells = [
+        wording.with_interval(c.difference, c.ci, fmt),
+        wording.with_interval(c.lift, c.lift_ci, "{:+.1%}"),
+    ]
+    if report.engine == "bayesian":
+        risk = interval(c.risk, fmt.replace("+", "")).strip("[]") if c.risk else DASH
+        return [*cells, wording.chance_text(c), risk.replace(", ", " / ")]
+    return [*cells, p_value(c.p_value), p_value(c.adjusted_p_value)]
+
+
 def comparison_table(report: Report, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Per metric and treatment: difference and lift with their CIs, p-values and the
-    chance to beat control (rows of ``metrics`` only, when given)."""
+    """Per metric and treatment: the verdict, difference and lift with their intervals
+    and the engine's figures (rows of ``metrics`` only, when given)."""
+    columns = comparison_columns(report)
     rows = []
     for m in report.metrics:
         if metrics is not None and m.metric not in metrics:
             continue
-        fmt = difference_format(m.metric)
         for c in m.comparisons:
-            rows.append(
-                {
-                    "metric": m.metric,
-                    "role": m.role,
-                    "comparison": c.comparator,
-                    "control": num(c.control_value, "{:.4g}"),
-                    "treatment": num(c.treatment_value, "{:.4g}"),
-                    "difference": num(c.difference, fmt),
-                    "difference CI": interval(c.ci, fmt),
-                    "lift": signed_pct(c.lift),
-                    "lift CI": interval(c.lift_ci, "{:+.1%}"),
-                    "p-value": p_value(c.p_value),
-                    "adjusted p": p_value(c.adjusted_p_value),
-                    "chance to beat control": f"{c.chance_to_win:.1%}",
-                    "verdict": verdict(c),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def headline(report: Report) -> str:
-    """The primary metric in one line per treatment: lift, its CI and the p-value."""
-    try:
-        primary = report.metric(report.primary_metric)
-    except KeyError:
-        return f"{report.primary_metric}: no data yet"
-    parts = []
-    for c in primary.comparisons:
-        if c.lift is None and c.difference is None:
-            parts.append(f"{c.variant}: {c.error_message or 'no data yet'}")
-            continue
-        value = signed_pct(c.lift) if c.lift is not None else num(c.difference, "{:+.4g}")
-        ci = interval(c.lift_ci, "{:+.1%}") if c.lift is not None else interval(c.ci, "{:+.4g}")
-        parts.append(
-            f"{c.variant} {value} {ci}, p={p_value(c.p_value)}, P(better)={c.chance_to_win:.0%}"
-        )
-    return f"{report.primary_metric}: " + "; ".join(parts)
-
-
-def srm_text(report: Report) -> str:
-    """Observed against expected units per variant, with the test's p-value."""
-    srm = report.srm
-    pairs = ", ".join(
-        f"{v.key} {o:,} vs {e:,.1f}"
-        for v, o, e in zip(report.variants, srm.observed, srm.expected, strict=True)
-    )
-    return f"observed vs expected units: {pairs} (χ²={srm.chi2:.2f}, p={srm.p_value:.3g})"
-
-
-def decision_text(report: Report) -> str:
-    """``ship treatment`` / ``keep running`` / ``roll back to control``."""
-    d = report.decision
-    if d.action == "ship":
-        return f"ship {d.variant}"
-    if d.action == "roll back":
-        return f"roll back to {d.variant}"
-    return "keep running"
+            head = [m.metric, m.role, c.comparator, verdict(c)]
+            if "comparison" not in columns:
+                head.remove(c.comparator)
+            cells = [*head, *_figures(report, m.metric, c)]
+            cells.append(f"{num(c.control_value, '{:.4g}')} → {num(c.treatment_value, '{:.4g}')}")
+            rows.append(dict(zip(columns, cells, strict=True)))
+    return pd.DataFrame(rows, columns=list(columns))

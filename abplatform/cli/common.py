@@ -81,5 +81,6 @@ def first_error(exc: Exception) -> str:
     if callable(errors):
         e = errors()[0]
         loc = ".".join(str(x) for x in e.get("loc", ()))
-        return f"{loc}: {e.get('msg')}" if loc else str(e.get("msg"))
+        msg = str(e.get("msg")).removeprefix("Value error, ")
+        return f"{loc}: {msg}" if loc else msg
     return str(exc)

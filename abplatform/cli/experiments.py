@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from abplatform import service
 from abplatform.cli.common import ACTOR, console, fail, first_error, parse_weights, run_service
@@ -167,7 +168,11 @@ def experiment_start(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
     print_experiment(run_service(service.start_experiment, name, actor=actor))
 
 
-@experiment_app.command("set-weights")
+@experiment_app.command(
+    "set-weights",
+    # A negative weight ("-1,101") is a value to refuse with a reason, not an unknown option.
+    context_settings={"ignore_unknown_options": True},
+)
 def experiment_set_weights(
     name: str,
     weights: Annotated[str, typer.Argument(help="Percent per variant, e.g. 20,80.")],
@@ -181,7 +186,9 @@ def experiment_set_weights(
     """Change split weights: starts a new phase (sticky by default)."""
     mode = "rerandomize" if rerandomize else "sticky"
     w = parse_weights(weights)
-    preview = run_service(service.preview_weight_change, name, w, mode)
+    # The preview applies every rule of the change itself: nothing is previewed that
+    # would then be refused.
+    preview = run_service(service.preview_weight_change, name, w, mode, coverage)
     console.print(
         f"{mode}: {'/'.join(f'{x:g}' for x in preview.old_weights)} → "
         f"{'/'.join(f'{x:g}' for x in preview.new_weights)}; "
@@ -211,17 +218,37 @@ def experiment_stop(name: str, actor: Annotated[str, ACTOR] = "cli") -> None:
     print_experiment(run_service(service.stop_experiment, name, actor=actor))
 
 
+def _changes(before: dict | None, after: dict | None) -> str:
+    """What an audit entry changed, one ``key: old → new`` line per field, in full."""
+    if not after:
+        return ""
+    if not before:
+        return "\n".join(f"{k}: {json.dumps(v, default=str)}" for k, v in after.items())
+    keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+    return "\n".join(
+        f"{k}: {json.dumps(before.get(k), default=str)} → {json.dumps(after.get(k), default=str)}"
+        for k in keys
+    )
+
+
 @experiment_app.command("audit")
-def experiment_audit(name: str) -> None:
-    """Show an experiment's audit log."""
+def experiment_audit(
+    name: str,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every entry in full as JSON.")
+    ] = False,
+) -> None:
+    """Show an experiment's audit log: who changed what, when (every changed field)."""
     entries = run_service(service.audit_log, name)
-    table = Table("at (UTC)", "actor", "action", "before", "after")
+    if as_json:
+        print(json.dumps(entries, default=str, indent=2))
+        return
+    table = Table("at (UTC)", "actor", "action", "changes (before → after)")
     for e in entries:
         table.add_row(
             f"{e['at']:%Y-%m-%d %H:%M:%S}",
             e["actor"],
             e["action"],
-            json.dumps(e["before"], default=str)[:60] if e["before"] else "",
-            json.dumps(e["after"], default=str)[:60] if e["after"] else "",
+            Text(_changes(e["before"], e["after"])),
         )
     console.print(table)

@@ -1,4 +1,10 @@
-"""Render a :class:`abplatform.service.reports.Report` as rich tables (the CLI's view)."""
+"""Render a :class:`abplatform.core.report.Report` as rich tables (the CLI's view).
+
+Words and number formats come from :mod:`abplatform.core.wording`, shared with the
+dashboard. The header names the method (engine, test, prior); the comparison table
+shows that engine's figures only; a missing figure is "–" and a sentence under the
+table says why.
+"""
 
 from __future__ import annotations
 
@@ -7,180 +13,157 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from abplatform.core import wording as w
 from abplatform.core.report import Comparison, Report
 
 ACTION_STYLE = {"ship": "bold green", "keep running": "bold yellow", "roll back": "bold red"}
+VERDICT_STYLE = {
+    "better": "green",
+    "worse": "red",
+    "not significant": "dim",
+    "inconclusive": "dim",
+    "no test": "dim",
+}
 
 
-def _num(x: float | None, fmt: str = "{:.1f}") -> str:
-    return "–" if x is None else fmt.format(x)
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.2%}"
-
-
-def _ci(ci: tuple[float, float] | None, fmt: str) -> str:
-    if ci is None:
-        return "–"
-    return f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+def _show_fallbacks(report: Report) -> bool:
+    return any(m.metric == "fallback_rate" for m in report.metrics) or any(
+        v.fallbacks for v in report.variants
+    )
 
 
 def variant_table(report: Report) -> Table:
-    """Per variant: units, requests, errors, latency (ms) and feedback."""
-    t = Table(title=f"Variants (phase {report.phase})", title_justify="left")
-    for col in (
-        "variant",
-        "model",
-        "weight %",
-        "units",
-        "requests",
-        "error rate",
-        "latency mean",
-        "p50",
-        "p95",
-        "p99",
-        "feedback",
-        "feedback rate",
-    ):
-        t.add_column(col, justify="left" if col in ("variant", "model") else "right")
+    """Per variant: units, requests (rejected ones apart), error and fallback rates,
+    latency (ms) and feedback."""
+    scope = "all phases, summed" if report.all_phases else f"phase {report.phase}"
+    t = Table(title=f"Variants ({scope})", title_justify="left")
+    fallbacks = _show_fallbacks(report)
+    columns = ["variant", "weight %", "units", "requests", "rejected", "error rate"]
+    columns += ["fallback rate"] if fallbacks else []
+    columns += ["latency mean", "p50", "p95", "p99", "feedback"]
+    for col in columns:
+        t.add_column(col, justify="left" if col == "variant" else "right")
     for v in report.variants:
-        t.add_row(
-            v.key + (" (control)" if v.is_control else ""),
-            v.model_version,
+        row = [
+            f"{v.key} ({v.model_version})" + (" control" if v.is_control else ""),
             f"{v.weight:g}",
             f"{v.units:,}",
             f"{v.requests:,}",
-            _pct(v.error_rate),
-            _num(v.latency_mean_ms),
-            _num(v.latency_p50_ms),
-            _num(v.latency_p95_ms),
-            _num(v.latency_p99_ms),
+            f"{v.rejected:,}",
+            w.pct(v.error_rate),
+        ]
+        row += [w.pct(v.fallback_rate)] if fallbacks else []
+        row += [
+            w.num(v.latency_mean_ms),
+            w.num(v.latency_p50_ms),
+            w.num(v.latency_p95_ms),
+            w.num(v.latency_p99_ms),
             f"{v.feedback_count:,}",
-            _pct(v.feedback_rate),
-        )
+        ]
+        t.add_row(*row)
     return t
 
 
-def _fmt_for(metric: str) -> str:
-    if metric.startswith("latency"):
-        return "{:+.2f}"
-    return "{:+.4f}"
+def _verdict(c: Comparison) -> Text:
+    text = w.verdict_text(c)
+    return Text(text, style=VERDICT_STYLE[text])
 
 
 def comparison_table(report: Report) -> Table:
-    """Per metric and treatment: difference and lift with CIs, p-values, chance to win."""
-    label = "always-valid" if report.method == "sequential" else "fixed-horizon"
-    t = Table(
-        title=f"Treatment vs control ({label} {1 - report.alpha:.0%} CI, "
-        f"correction: {report.correction})",
-        title_justify="left",
-    )
-    for col in (
-        "metric",
-        "role",
-        "comparison",
-        "control",
-        "treatment",
-        "difference",
-        "CI",
-        "lift",
-        "lift CI",
-        "p",
-        "adj. p",
-        "P(better)",
-        "verdict",
-    ):
-        t.add_column(col, justify="left" if col in ("metric", "role", "comparison") else "right")
+    """Per metric and treatment: the verdict, difference and lift with their intervals,
+    and the engine's figures (p-values, or chance to beat control and risk)."""
+    bayes = report.engine == "bayesian"
+    interval = "credible interval" if bayes else (
+        "confidence sequence" if report.method == "sequential" else "confidence interval"
+    )  # fmt: skip
+    comparators = list(dict.fromkeys(c.comparator for m in report.metrics for c in m.comparisons))
+    single = len(comparators) == 1  # then the title names the comparator
+    title = comparators[0] if single else "Treatments vs control"
+    t = Table(title=f"{title} ({1 - report.alpha:.0%} {interval})", title_justify="left")
+    figures = ["P(better)", "risk"] if bayes else [w.p_label(report.method), "adj. p"]
+    columns = ["metric", "role", "comparison", "verdict", "control", "treatment"]
+    if single:
+        columns.remove("comparison")
+    for col in [*columns, "difference", "lift", *figures]:
+        t.add_column(
+            col, justify="left" if col in ("metric", "role", "comparison", "verdict") else "right"
+        )
     for m in report.metrics:
+        fmt = w.difference_format(m.metric)
         for c in m.comparisons:
+            if bayes:
+                risk = w.interval(c.risk, fmt.replace("+", "")) if c.risk else w.DASH
+                extra = [w.chance_text(c), risk]
+            else:
+                extra = [w.p_value(c.p_value), w.p_value(c.adjusted_p_value)]
+            head = [m.metric, m.role] + ([] if single else [c.comparator])
             t.add_row(
-                m.metric,
-                m.role,
-                c.comparator,
-                _num(c.control_value, "{:.4g}"),
-                _num(c.treatment_value, "{:.4g}"),
-                _num(c.difference, _fmt_for(m.metric)),
-                _ci(c.ci, _fmt_for(m.metric)),
-                _pct(c.lift),
-                _ci(c.lift_ci, "{:+.1%}"),
-                _p(c.p_value),
-                _p(c.adjusted_p_value),
-                f"{c.chance_to_win:.1%}",
+                *head,
                 _verdict(c),
+                w.num(c.control_value, "{:.4g}"),
+                w.num(c.treatment_value, "{:.4g}"),
+                w.with_interval(c.difference, c.ci, fmt),
+                w.with_interval(c.lift, c.lift_ci, "{:+.1%}"),
+                *extra,
             )
     return t
 
 
-def _p(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-#: Short, human-readable forms of :mod:`abplatform.core.stats.messages` codes.
-WHY = {
-    "NO_UNITS_IN_VARIATION": "no units yet",
-    "ZERO_NEGATIVE_VARIANCE": "no variance yet",
-    "ZERO_NEGATIVE_BASELINE_VARIATION": "control is 0",
-    "ZERO_RATIO_DENOMINATOR": "no requests",
-    "QUANTILE_INSUFFICIENT_DATA": "too few requests",
-    "QUANTILE_OUT_OF_HISTOGRAM_RANGE": "beyond histogram",
-}
-
-
-def _verdict(c: Comparison) -> Text:
-    if c.error_message:
-        return Text(WHY.get(c.error_message, c.error_message), style="dim")
-    if c.better is True:
-        return Text("better", style="green")
-    if c.better is False:
-        return Text("worse", style="red")
-    return Text("n.s.", style="dim")
-
-
-def render(report: Report, console: Console) -> None:
-    """Print the whole report."""
+def _header(report: Report) -> Group:
     srm = report.srm
-    srm_line = (
-        f"SRM: observed {list(srm.observed)} vs expected "
-        f"{[round(x, 1) for x in srm.expected]} (weights {list(srm.weights)}%), "
-        f"χ²={srm.chi2:.2f}, p={srm.p_value:.3g}"
+    srm_style = "bold red" if srm.flagged else ("yellow" if srm.note else "green")
+    mark = "⚠ SRM: " if srm.flagged else ("SRM: " if srm.note else "✓ SRM: ")
+    multi = (
+        f"Units assigned to more than one variant within a phase: {report.multi_exposure_units}"
+        + (" (excluded)" if report.multi_exposure_excluded else " (included)")
     )
-    srm_text = Text(
-        ("⚠ " if srm.flagged else "✓ ") + srm_line, style="bold red" if srm.flagged else "green"
+    return Group(
+        Text(
+            f"{report.experiment} — {report.status}; {report.scope_label}, since "
+            f"{report.phase_started_at:%Y-%m-%d %H:%M:%S} UTC"
+        ),
+        Text(f"Method: {report.method_label}", style="bold"),
+        Text(
+            f"Primary metric {report.primary_metric}; guardrails "
+            f"{', '.join(report.guardrails) or 'none'}"
+        ),
+        Text(mark + w.srm_text(report), style=srm_style),
+        Text(multi),
     )
-    console.print(
-        Panel(
-            Group(
-                Text(
-                    f"{report.experiment} — {report.status}, phase {report.phase} since "
-                    f"{report.phase_started_at:%Y-%m-%d %H:%M:%S} UTC; primary metric "
-                    f"{report.primary_metric}; guardrails {', '.join(report.guardrails) or 'none'}"
-                ),
-                srm_text,
-                Text(
-                    f"Units assigned to more than one variant: {report.multi_exposure_units}"
-                    + (" (excluded)" if report.multi_exposure_excluded else " (included)")
-                ),
-            ),
-            title="Stats report",
-        )
-    )
+
+
+def render(report: Report, console: Console, previous: Report | None = None) -> None:
+    """Print the whole report; ``previous`` (the phase before, when the report is of a
+    newer phase) is summed up in one line beside the decision."""
+    console.print(Panel(_header(report), title="Stats report"))
     console.print(variant_table(report))
     console.print(comparison_table(report))
+    missing = w.missing_figures(report)
+    if missing:
+        console.print(Text("Why some figures are missing:", style="dim"))
+        for line in missing:
+            console.print(Text(f"  {line}", style="dim"))
+    if report.method == "sequential" and report.engine == "frequentist":
+        console.print(
+            Text(
+                "Always-valid p-values stay at 1 until the evidence builds up; they and the "
+                "confidence sequences stay valid however often you look.",
+                style="dim",
+            )
+        )
     d = report.decision
     head = Text(
         f"Decision: {d.action}" + (f" → {d.variant}" if d.variant else ""),
         style=ACTION_STYLE[d.action],
     )
-    console.print(
-        Panel(
-            Group(
-                head,
-                *[Text("• " + r) for r in d.reasons],
-                Text(f"Rule: {d.rule}", style="dim"),
-                *[Text("Note: " + n, style="yellow") for n in report.notes],
+    lines = [head, *[Text("• " + r) for r in d.reasons], Text(f"Rule: {d.rule}", style="dim")]
+    lines += [Text("Note: " + n, style="yellow") for n in report.notes]
+    if previous is not None:
+        lines.append(
+            Text(
+                f"A new phase started; the previous {w.phase_result(previous)} "
+                "(`--phase N` shows a phase, `--all-phases` pools them)",
+                style="cyan",
             )
         )
-    )
+    console.print(Panel(Group(*lines)))

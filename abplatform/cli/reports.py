@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,32 +15,50 @@ def report_cmd(
     name: Annotated[str, typer.Argument(help="Experiment name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     phase: Annotated[int | None, typer.Option(help="Phase number (default: current).")] = None,
-    fixed_horizon: Annotated[
-        bool, typer.Option(help="Welch t-test instead of the always-valid sequential test.")
+    all_phases: Annotated[
+        bool,
+        typer.Option(
+            "--all-phases",
+            help="Pool every phase with a comparison, each phase a stratum with its own "
+            "weights (after weight changes).",
+        ),
     ] = False,
+    fixed_horizon: Annotated[
+        bool | None,
+        typer.Option(
+            "--fixed-horizon/--sequential",
+            help="Welch t-test for a horizon fixed in advance, or the always-valid "
+            "sequential test (default: sequential for live experiments, fixed horizon for "
+            "imported ones).",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="frequentist (p-values, CIs) or bayesian (chance to win).")
+    ] = "frequentist",
     alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
     correction: Annotated[str, typer.Option(help="holm, bh or none.")] = "holm",
     include_multi_exposure: Annotated[
-        bool, typer.Option(help="Keep units assigned to more than one variant.")
+        bool, typer.Option(help="Keep units assigned to more than one variant in a phase.")
     ] = False,
 ) -> None:
     """Print the stats report of an experiment."""
     from abplatform.cli.render import render
-    from abplatform.service.reports import build_report
+    from abplatform.service.reports import build_report, previous_report
 
-    report = run_service(
-        build_report,
-        name,
-        phase=phase,
-        method="fixed" if fixed_horizon else "sequential",
+    settings = dict(
+        method=None if fixed_horizon is None else ("fixed" if fixed_horizon else "sequential"),
         alpha=alpha,
-        correction=correction,  # type: ignore[arg-type]
+        correction=correction,
         include_multi_exposure=include_multi_exposure,
+        engine=engine,
     )
+    report = run_service(build_report, name, phase=phase, all_phases=all_phases, **settings)
     if as_json:
         print(report.to_json())
-    else:
-        render(report, console)
+        return
+    previous = run_service(previous_report, name, report, **settings)
+    render(report, console, previous)
 
 
 def import_cmd(
@@ -103,10 +121,29 @@ def power_cmd(
     alpha: Annotated[float, typer.Option(help="Significance level (fraction).")] = 0.05,
     power: Annotated[float, typer.Option(help="Power (fraction).")] = 0.8,
     variants: Annotated[int, typer.Option(help="Number of variants, control included.")] = 2,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="sequential (the always-valid test live reports run) or fixed (one look at "
+            "a horizon fixed in advance)."
+        ),
+    ] = "sequential",
+    split_alpha: Annotated[
+        bool,
+        typer.Option(
+            help="Split alpha over the treatments (Bonferroni). Default: not split, "
+            "GrowthBook's convention."
+        ),
+    ] = False,
 ) -> None:
-    """Sample size per variant for an MDE, or the MDE for a sample size (fixed horizon)."""
-    from abplatform.core.stats import Baseline, minimum_detectable_effect, sample_size_per_variant
+    """Sample size per variant for an MDE, or the MDE for a sample size, for the test the
+    report runs (sequential by default; GrowthBook's power.ts conventions)."""
+    from abplatform.core.stats import Baseline
 
+    if method not in ("sequential", "fixed"):
+        fail(f"--method is {method!r}; allowed: sequential, fixed")
+    if n is None and mde is None:
+        fail("give --mde (for a sample size) or --n (for the MDE)")
     try:
         if proportion is not None:
             baseline = Baseline.for_proportion(proportion)
@@ -115,19 +152,52 @@ def power_cmd(
         else:
             fail("give --proportion P, or --mean M with --sd S")
             return
-        kind = "relative" if relative else "absolute"
-        if n is not None:
-            effect = minimum_detectable_effect(
-                baseline, n, difference=kind, alpha=alpha, power=power, n_variants=variants
-            )
-            shown = f"{effect:.2%}" if relative else f"{effect:.4g}"
-            console.print(f"MDE with {n:,} units per variant: {shown} ({kind})")
-        elif mde is not None:
-            size = sample_size_per_variant(
-                baseline, mde, difference=kind, alpha=alpha, power=power, n_variants=variants
-            )
-            console.print(f"units per variant to detect {mde:g} ({kind}): {size:,}")
-        else:
-            fail("give --mde (for a sample size) or --n (for the MDE)")
+        common = dict(
+            difference="relative" if relative else "absolute", alpha=alpha, power=power,
+            n_variants=variants, split_alpha=split_alpha,
+        )  # fmt: skip
+        console.print(_plan_line(baseline, method, mde, n, common), highlight=False)
     except ValueError as exc:
         fail(str(exc))
+        return
+    console.print(
+        f"power {power:g}, two-sided, {_level_text(alpha, variants, split_alpha)}",
+        highlight=False,
+    )
+
+
+def _plan_line(baseline: Any, method: str, mde: float | None, n: int | None, common: dict) -> str:
+    """The sample size for ``mde`` (or the MDE for ``n`` units per variant) under
+    ``method``, with the other method's figure beside it."""
+    from abplatform.core.stats import minimum_detectable_effect, sample_size_per_variant
+
+    other = "fixed" if method == "sequential" else "sequential"
+    kind = common["difference"]
+    if n is not None:
+        effects = [
+            minimum_detectable_effect(baseline, n, method=m, **common) for m in (method, other)
+        ]
+        shown = [f"{e:.2%}" if kind == "relative" else f"{e:.4g}" for e in effects]
+        return (
+            f"MDE with {n:,} units per variant, {method} test: {shown[0]} ({kind}; "
+            f"the {other} test: {shown[1]})"
+        )
+    assert mde is not None
+    sizes = [sample_size_per_variant(baseline, mde, method=m, **common) for m in (method, other)]
+    return (
+        f"units per variant to detect {mde:g} ({kind}) with the {method} test: {sizes[0]:,} "
+        f"(the {other} test: {sizes[1]:,})"
+    )
+
+
+def _level_text(alpha: float, variants: int, split_alpha: bool) -> str:
+    treatments = variants - 1
+    if split_alpha and treatments > 1:
+        return (
+            f"α {alpha:g} split over {treatments} treatments (Bonferroni: "
+            f"{alpha / treatments:.4g} each)"
+        )
+    return (
+        f"α {alpha:g} per comparison, not split across treatments (GrowthBook's convention; "
+        "--split-alpha for Bonferroni)"
+    )

@@ -11,13 +11,21 @@ good direction and its default role. Nothing else in the platform restates a met
 
 Built-in metrics (all lower-is-better):
 
-========================  ====================================  ========  ==========
-name                      definition                            unit      role
-========================  ====================================  ========  ==========
-``error_rate``            failed / all requests, per unit       fraction  guardrail
-``latency_mean``          latency of successful requests / ok   ms        secondary
-``latency_p50|p95|p99``   request-level quantile (histogram)    ms        p95 guardrail
-========================  ====================================  ========  ==========
+========================  ==========================================  ========  ==========
+name                      definition                                  unit      role
+========================  ==========================================  ========  ==========
+``error_rate``            failed / valid requests, per unit           fraction  guardrail
+``fallback_rate``         served by the fallback / valid requests     fraction  guardrail
+                                                                                with fallback
+``latency_mean``          latency of successful requests / ok         ms        secondary
+``latency_p50|p95|p99``   request-level quantile (histogram)          ms        p95 guardrail
+========================  ==========================================  ========  ==========
+
+Requests are counted by **assigned** variant (intention to treat): a request the
+assigned variant failed (error or timeout) is its failure also when the control then
+served it as a fallback, so a fallback cannot hide a regression. A request the backend
+rejected for the caller's arguments (a 4xx such as 422) is the caller's mistake: it is
+*valid* for no variant and left out of the error rate, and counted apart (``rejected``).
 
 Per-request metrics are unit-level **ratio metrics** (delta method, Deng et al. 2018),
 because the unit of randomisation (a user) makes many requests. Any other metric name is
@@ -43,9 +51,20 @@ from abplatform.core.stats import (
 BINS = LatencyBins()
 """The latency histogram layout of the rollups and the report (0.1 ms – 1000 s, 700 bins)."""
 
-REQUEST_COLUMNS: tuple[str, ...] = ("requests", "errors", "successes", "latency_ms")
-"""Per-unit request sums the store keeps: requests made, requests that failed (error or
-timeout), requests that succeeded, and the summed latency (ms) of the successful ones."""
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "successes",
+    "latency_ms",
+    "valid_requests",
+    "rejected",
+    "fallbacks",
+)
+"""Per-unit request sums the store keeps: requests made; requests the assigned variant
+failed (error or timeout, fallback-served ones included); requests it answered itself;
+the summed latency (ms) of those; requests not rejected for the caller's arguments
+(``valid_requests = requests - rejected``); requests rejected for the caller's
+arguments; requests the control served as a fallback after the assigned variant failed."""
 
 FEEDBACK_COLUMNS: tuple[str, ...] = ("value", "count")
 """Per-unit feedback sums, per metric: the summed values and how many there were."""
@@ -243,13 +262,25 @@ BUILTIN_METRICS: dict[str, Metric] = {
     for m in (
         Metric(
             "error_rate",
-            "failed requests / all requests (per unit)",
+            "requests the assigned variant failed (fallback-served ones included) / "
+            "requests not rejected for the caller's arguments (per unit)",
             "fraction",
             True,
             Role.GUARDRAIL,
             "requests",
             "errors",
+            "valid_requests",
+        ),
+        Metric(
+            "fallback_rate",
+            "requests the control served after the assigned variant failed / requests "
+            "not rejected for the caller's arguments (per unit)",
+            "fraction",
+            True,
+            Role.SECONDARY,
             "requests",
+            "fallbacks",
+            "valid_requests",
         ),
         Metric(
             "latency_mean",
@@ -272,6 +303,19 @@ DEFAULT_GUARDRAILS: tuple[str, ...] = tuple(
     m.name for m in BUILTIN_METRICS.values() if m.default_role == Role.GUARDRAIL
 )
 """Guardrails of a new experiment unless it names its own."""
+
+FALLBACK_GUARDRAIL = "fallback_rate"
+"""Added to the default guardrails of an experiment that falls back to the control."""
+
+FALLBACK_METRICS: frozenset[str] = frozenset({FALLBACK_GUARDRAIL})
+"""Request metrics reported only for experiments with a fallback (or data showing one)."""
+
+
+def default_guardrails(fallback_to_control: bool) -> tuple[str, ...]:
+    """The guardrails of a new experiment that names none: :data:`DEFAULT_GUARDRAILS`,
+    plus :data:`FALLBACK_GUARDRAIL` when it falls back to the control."""
+    return DEFAULT_GUARDRAILS + ((FALLBACK_GUARDRAIL,) if fallback_to_control else ())
+
 
 RATIO_PAIRS: tuple[tuple[str, str], ...] = tuple(
     (m.numerator, m.denominator) for m in BUILTIN_METRICS.values() if m.source == "requests"
@@ -305,6 +349,8 @@ __all__ = [
     "BINS",
     "BUILTIN_METRICS",
     "DEFAULT_GUARDRAILS",
+    "FALLBACK_GUARDRAIL",
+    "FALLBACK_METRICS",
     "FEEDBACK_COLUMNS",
     "FEEDBACK_PAIR",
     "RATIO_PAIRS",
@@ -315,6 +361,7 @@ __all__ = [
     "PhaseData",
     "Role",
     "VariantData",
+    "default_guardrails",
     "empty_histogram",
     "feedback_metric",
     "metric",

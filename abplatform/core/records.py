@@ -17,11 +17,18 @@ from typing import Any, ClassVar, Self
 
 
 class RequestStatus(enum.StrEnum):
-    """Outcome of one routed request."""
+    """Outcome of the call to a request's assigned variant (whatever a fallback then did).
+
+    ``ok``: the assigned variant answered. ``error`` / ``timeout``: it failed (these are
+    the variant's errors, also when the control then served the request as a fallback).
+    ``rejected``: the backend refused the caller's arguments (a 4xx such as 422): the
+    caller's mistake, not the variant's, so it is left out of the error rate.
+    """
 
     OK = "ok"
     ERROR = "error"
     TIMEOUT = "timeout"
+    REJECTED = "rejected"
 
 
 @functools.cache
@@ -71,10 +78,14 @@ class RequestRecord(_Record):
     """One routed request (a row of ``requests``).
 
     ``assigned_variant_id`` is None for a unit outside the coverage (it is served the
-    control and not analysed); ``served_variant_id`` is None when no backend answered.
-    ``latency_ms`` is the router's wall time for the backend call(s), in milliseconds.
-    ``created_at`` is timezone-aware (UTC). ``forced``: an operator forced the variant (QA
-    override); the row is logged and never analysed.
+    control and not analysed); ``served_variant_id`` is the variant whose answer the
+    caller got (the control when a fallback served it), None when no backend answered.
+    ``status`` is the outcome of the call to the assigned variant
+    (:class:`RequestStatus`), so a timeout that the control rescued is still logged as
+    ``timeout``, with ``fallback`` True. ``latency_ms`` is the router's wall time for the
+    backend call(s), in milliseconds. ``created_at`` is timezone-aware (UTC).
+    ``forced``: an operator forced the variant (QA override); the row is logged and
+    never analysed.
     """
 
     request_id: str
@@ -88,6 +99,7 @@ class RequestRecord(_Record):
     status: str
     error: str | None
     created_at: datetime
+    fallback: bool = False
     forced: bool = False
 
 

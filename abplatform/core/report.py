@@ -14,13 +14,20 @@ from typing import Any, Literal
 
 Method = Literal["sequential", "fixed"]
 Correction = Literal["holm", "bh", "none"]
+Engine = Literal["frequentist", "bayesian"]
 
 
 @dataclass(frozen=True)
 class VariantSummary:
-    """Descriptive figures of one variant in the analysed phase.
+    """Descriptive figures of one variant in the analysed phase (summed over the phases
+    of an all-phases report).
 
-    Latencies in ms over successful requests; rates are fractions; ``weight`` in percent.
+    Latencies in ms over the requests the variant answered itself; rates are fractions;
+    ``weight`` in percent. ``errors`` are requests the variant failed, fallback-served
+    ones included; ``rejected`` are requests the backend refused for the caller's
+    arguments (not in the error rate); ``fallbacks`` are requests the control served
+    after the variant failed. ``error_rate`` and ``fallback_rate`` divide by the requests
+    that were not rejected.
     """
 
     key: str
@@ -37,18 +44,28 @@ class VariantSummary:
     latency_p99_ms: float | None
     feedback_count: int
     feedback_rate: float | None
+    rejected: int = 0
+    fallbacks: int = 0
+    fallback_rate: float | None = None
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One treatment against the control on one metric.
+    """One treatment against the control on one metric, under the report's engine.
 
     ``difference`` is in metric units (ms, fraction of requests, feedback value),
     ``lift`` is relative (a fraction of the control's value). ``ci``/``lift_ci`` are the
-    confidence intervals (sequences, for the sequential method) of each. ``p_value`` is
-    raw, ``adjusted_p_value`` after the family correction (guardrails are not corrected).
-    ``chance_to_win`` is the Bayesian P(treatment better than control) under a flat prior,
-    in the metric's good direction.
+    intervals of each: confidence intervals (confidence *sequences* for the sequential
+    method) for the frequentist engine, equal-tailed credible intervals for the Bayesian
+    one. Frequentist: ``p_value`` raw, ``adjusted_p_value`` after the family correction
+    (guardrails are not corrected); ``chance_to_win`` and ``risk`` are None. Bayesian:
+    ``chance_to_win`` is P(treatment better than ``comparator``'s control, in the
+    metric's good direction) and ``risk`` the expected loss (of keeping the control, of
+    shipping the treatment), in metric units; the p-values are None. Every figure is
+    None when the data allow no test; ``note`` then says why, in words (and also why a
+    lift is missing while the difference is there, e.g. a control mean of 0).
+    ``error_message`` / ``lift_error_message`` are the machine-readable codes of
+    :mod:`abplatform.core.stats.messages`.
     """
 
     metric: str
@@ -60,12 +77,15 @@ class Comparison:
     ci: tuple[float, float] | None
     lift: float | None
     lift_ci: tuple[float, float] | None
-    p_value: float
+    p_value: float | None
     adjusted_p_value: float | None
-    chance_to_win: float
+    chance_to_win: float | None
     significant: bool
     better: bool | None
     error_message: str | None
+    lift_error_message: str | None = None
+    note: str | None = None
+    risk: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +100,12 @@ class MetricResult:
 
 @dataclass(frozen=True)
 class SrmCheck:
-    """Sample-ratio-mismatch check of the phase's units against its weights (percent)."""
+    """Sample-ratio-mismatch check of the phase's units against its weights (percent).
+
+    For an all-phases report it combines the phases' checks (``phase`` None, weights
+    those of the last phase; see :func:`abplatform.core.stats.srm.combine_srm`).
+    ``note`` says in words why the check could not run, when it could not.
+    """
 
     observed: tuple[int, ...]
     expected: tuple[float, ...]
@@ -89,6 +114,8 @@ class SrmCheck:
     p_value: float
     flagged: bool
     error_message: str | None
+    phase: int | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +130,15 @@ class Decision:
 
 @dataclass(frozen=True)
 class Report:
-    """The full stats report of one phase of one experiment."""
+    """The full stats report of one phase of one experiment, or of all its phases.
+
+    ``phase`` is the analysed phase (the last one for an all-phases report);
+    ``phases`` lists every analysed phase, so more than one means the phases were pooled
+    as strata (:mod:`abplatform.core.stats.stratified`) and ``phase_srm`` holds each
+    phase's own SRM check. ``engine`` says whose figures the comparisons carry;
+    ``method`` (frequentist engine) is the test; ``prior`` (Bayesian engine) the prior;
+    :attr:`method_label` names them in one line for every view's header.
+    """
 
     experiment: str
     status: str
@@ -122,6 +157,39 @@ class Report:
     multi_exposure_excluded: bool
     decision: Decision
     notes: tuple[str, ...] = field(default_factory=tuple)
+    engine: Engine = "frequentist"
+    prior: str | None = None
+    phases: tuple[int, ...] = ()
+    phase_srm: tuple[SrmCheck, ...] = ()
+
+    @property
+    def all_phases(self) -> bool:
+        """Whether several phases were pooled (as strata, each with its own weights)."""
+        return len(self.phases) > 1
+
+    @property
+    def method_label(self) -> str:
+        """The engine and test in words, e.g. ``"sequential test (always valid), α 0.05,
+        Holm correction"`` or ``"Bayesian, flat prior"``."""
+        if self.engine == "bayesian":
+            return f"Bayesian ({self.prior or 'flat prior'}), {1 - self.alpha:.0%} credible"
+        test = (
+            "sequential test (always valid, safe to watch)"
+            if self.method == "sequential"
+            else "fixed-horizon Welch t-test (valid once, at a horizon fixed in advance)"
+        )
+        correction = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[self.correction]
+        return f"{test}, α {self.alpha:g}, {correction} correction"
+
+    @property
+    def scope_label(self) -> str:
+        """``"phase 2"`` or ``"all phases 1–2, stratified by phase"``."""
+        if self.all_phases:
+            return (
+                f"all phases {self.phases[0]}–{self.phases[-1]}, pooled as strata "
+                "(each phase with its own weights)"
+            )
+        return f"phase {self.phase}"
 
     def metric(self, name: str) -> MetricResult:
         """The :class:`MetricResult` for ``name`` (KeyError if absent)."""
@@ -151,6 +219,7 @@ __all__ = [
     "Comparison",
     "Correction",
     "Decision",
+    "Engine",
     "Method",
     "MetricResult",
     "Report",

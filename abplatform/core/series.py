@@ -5,7 +5,9 @@ Cumulative results are the analysis applied to cumulative slices of a phase.
 The store returns one :class:`~abplatform.core.metrics.PhaseData` per time bucket, each
 holding all data up to the bucket's end; :func:`cumulative_lift` runs the catalogue's
 statistic and the always-valid sequential test on each, so the last point equals the
-report's lift and lift CI for the same phase, metric and alpha.
+report's lift and lift CI for the same phase, metric and alpha. Points start once both
+arms have :data:`MIN_CHART_UNITS` units (observations, for latency percentiles): before
+that the confidence sequence is so wide (thousands of percent) that it hides the rest.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from datetime import datetime
 
 from abplatform.core import metrics as catalogue
 from abplatform.core.metrics import PhaseData
-from abplatform.core.stats import sequential_test
+from abplatform.core.stats import messages, sequential_test
 from abplatform.core.views import ExperimentView
+
+MIN_CHART_UNITS = 20
+"""Units (observations, for latency percentiles) each arm needs before the cumulative
+lift is drawn."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,12 @@ def cumulative_lift(
     *,
     phase: int,
     alpha: float = 0.05,
+    min_units: int = MIN_CHART_UNITS,
 ) -> CumulativeLift:
     """The relative lift of each treatment over the control on ``metric`` at the end of
     each cumulative slice ``(at, data)``, with its always-valid confidence sequence at
-    level ``1 - alpha``. A metric without data gives points with ``lift=None``."""
+    level ``1 - alpha``. A metric without data, or a slice where an arm has fewer than
+    ``min_units`` units, gives points with ``lift=None`` (``note`` says why)."""
     entry = catalogue.metric(metric)
     control = config.control.key
     keys = [v.key for v in config.variants]
@@ -75,6 +83,13 @@ def cumulative_lift(
             c, t = stats[control], stats[v.key]
             res = sequential_test(c, t, difference="relative", alpha=alpha)
             ok = res.informative and res.ci is not None and math.isfinite(res.estimate)
+            few = min(c.n, t.n) < min_units
+            note = (
+                f"fewer than {min_units} units in an arm so far"
+                if few
+                else messages.sentence(res.error_message)
+            )
+            ok = ok and not few
             points.append(
                 CumulativePoint(
                     at=at,
@@ -84,7 +99,7 @@ def cumulative_lift(
                     lift=res.estimate if ok else None,
                     ci_low=res.ci[0] if ok and res.ci else None,
                     ci_high=res.ci[1] if ok and res.ci else None,
-                    note=None if ok else res.error_message,
+                    note=None if ok else note,
                 )
             )
     return CumulativeLift(
@@ -165,6 +180,7 @@ def latency_distribution(
 
 
 __all__ = [
+    "MIN_CHART_UNITS",
     "CumulativeLift",
     "CumulativePoint",
     "LatencyBin",

@@ -7,14 +7,15 @@ coverage 0–100); :func:`validate_spec` returns them as fractions for the store
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from abplatform.core.errors import InvalidInputError
-from abplatform.core.metrics import DEFAULT_GUARDRAILS
+from abplatform.core.metrics import DEFAULT_GUARDRAILS, default_guardrails
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -24,10 +25,43 @@ ReallocationMode = Literal["sticky", "rerandomize"]
 CallMode = Literal["run", "queue"]
 
 
+NAME_RULE = (
+    "use 1-100 characters: lowercase letters, digits, '.', '_' and '-', starting with a "
+    "letter or digit (e.g. img-v2)"
+)
+KEY_RULE = (
+    "use 1-64 characters: lowercase letters, digits, '_' and '-', starting with a letter "
+    "or digit (e.g. control, v2)"
+)
+
+
+def check_name(name: str) -> str:
+    """``name`` (stripped) if it is a valid experiment name.
+
+    Raises:
+        InvalidInputError: it is not; the message says what is allowed (never a regex).
+    """
+    name = name.strip()
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise InvalidInputError(f"experiment name {name!r} is invalid: {NAME_RULE}")
+    return name
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a valid variant key.
+
+    Raises:
+        InvalidInputError: it is not; the message says what is allowed.
+    """
+    if not re.fullmatch(KEY_PATTERN, key):
+        raise InvalidInputError(f"variant key {key!r} is invalid: {KEY_RULE}")
+    return key
+
+
 class VariantSpec(BaseModel):
     """One arm of a new experiment."""
 
-    key: str = Field(pattern=KEY_PATTERN, description="Short id, e.g. 'control', 'v2'.")
+    key: str = Field(description="Short id, e.g. 'control', 'v2' (see KEY_RULE).")
     model_version: str = Field(min_length=1, max_length=100)
     backend_app_id: str = Field(min_length=3, max_length=200, description="fal app id")
     is_control: bool = False
@@ -37,11 +71,16 @@ class VariantSpec(BaseModel):
         "backends that answer within a request) or 'queue' (fal's queue, for long jobs).",
     )
 
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        return check_key(v)
+
 
 class ExperimentSpec(BaseModel):
     """Everything needed to create an experiment. Weights and coverage in percent."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(description="Unique name (see NAME_RULE).")
     description: str = ""
     variants: list[VariantSpec]
     weights: list[float] | None = Field(
@@ -49,7 +88,11 @@ class ExperimentSpec(BaseModel):
     )
     coverage: float = Field(default=100.0, description="Percent of units enrolled (0–100).")
     primary_metric: str = Field(default="error_rate", min_length=1, max_length=100)
-    guardrails: list[str] = Field(default_factory=lambda: list(DEFAULT_GUARDRAILS))
+    guardrails: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_GUARDRAILS),
+        description="Default: error_rate and latency_p95, plus fallback_rate when the "
+        "experiment falls back to the control.",
+    )
     hash_seed: str | None = Field(default=None, description="Default: random.")
     hash_version: int = 2
     fallback_to_control: bool = False
@@ -57,7 +100,13 @@ class ExperimentSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return v.strip()
+        return check_name(v)
+
+    @model_validator(mode="after")
+    def _fallback_guardrail(self) -> ExperimentSpec:
+        if "guardrails" not in self.model_fields_set:
+            self.guardrails = list(default_guardrails(self.fallback_to_control))
+        return self
 
 
 @dataclass(frozen=True)
@@ -174,11 +223,15 @@ def validate_spec(spec: ExperimentSpec, known_apps: Sequence[str] | None) -> Val
 
 __all__ = [
     "KEY_PATTERN",
+    "KEY_RULE",
     "NAME_PATTERN",
+    "NAME_RULE",
     "ExperimentSpec",
     "ReallocationMode",
     "ValidSpec",
     "VariantSpec",
+    "check_key",
+    "check_name",
     "equal_weights_percent",
     "validate_coverage",
     "validate_mode",

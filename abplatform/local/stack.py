@@ -35,12 +35,20 @@ ROUTER_TARGET = "abplatform.router:ABRouter"
 DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
+DASHBOARD_OPTIONS = (
+    "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    # An operator's dashboard, not a Streamlit development session: no "Deploy" button
+    # or developer items in the toolbar (also set in .streamlit/config.toml).
+    "--client.toolbarMode", "minimal",
+)  # fmt: skip
+"""Options of every ``streamlit run`` of the dashboard."""
+
+
 def dashboard_command(port: int) -> list[str]:
     """The command that serves the Streamlit dashboard on 127.0.0.1:``port``."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
-        "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), *DASHBOARD_OPTIONS,
+        "--server.address", "127.0.0.1", "--server.port", str(port),
     ]  # fmt: skip
 
 

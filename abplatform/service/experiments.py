@@ -13,7 +13,6 @@ summing to 100; coverage 0–100) and fractions in the database.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -26,9 +25,9 @@ from abplatform.core import assignment, reallocation
 from abplatform.core.errors import InvalidInputError
 from abplatform.core.lifecycle import Command, ExperimentStatus, check_transition
 from abplatform.core.specs import (
-    NAME_PATTERN,
     ExperimentSpec,
     ReallocationMode,
+    check_name,
     equal_weights_percent,
     validate_coverage,
     validate_mode,
@@ -141,10 +140,7 @@ def create_imported_experiment(
         )
     if len(values) < 2:
         raise InvalidInputError(f"an experiment needs at least 2 variants, got {len(values)}")
-    if not re.match(NAME_PATTERN, name):
-        raise InvalidInputError(
-            f"experiment name '{name}' is invalid: use lowercase letters, digits, '.', '_', '-'"
-        )
+    name = check_name(name)
     n = len(values)
     fractions = validate_weights_percent(weights if weights else equal_weights_percent(n), n)
     exp = repo.add_experiment(
@@ -198,23 +194,51 @@ def start_experiment(
     return repo.finish_write(session, exp, actor=actor, action="start", before=before)
 
 
+def _check_weight_change(
+    exp: Experiment, weights: Sequence[float], mode: str, coverage: float | None
+) -> tuple[ReallocationMode, list[float], float]:
+    """Every rule a weight change must pass (the preview applies them too, so it never
+    previews a change that would then be refused): ``(mode, fractions, coverage)``.
+
+    Raises:
+        InvalidInputError: bad mode, weights or coverage, or nothing would change.
+            ConflictError: the experiment's weights cannot change in its state.
+    """
+    checked_mode = validate_mode(mode)
+    check_transition(exp.name, exp.status, Command.SET_WEIGHTS)
+    fractions = validate_weights_percent(weights, len(exp.variants))
+    new_cov = exp.coverage if coverage is None else validate_coverage(coverage)
+    current = exp.phases[-1]
+    unchanged = all(abs(a - b) < 1e-12 for a, b in zip(current.weights, fractions, strict=True))
+    if checked_mode == "sticky" and unchanged and abs(new_cov - exp.coverage) < 1e-12:
+        shown = "/".join(f"{w * 100:g}" for w in fractions)
+        raise InvalidInputError(
+            f"weights are already {shown} at coverage {exp.coverage * 100:g}%; nothing to "
+            "change (a new phase would restart the analysis). Use rerandomize for a new seed."
+        )
+    return checked_mode, fractions, new_cov
+
+
 def preview_weight_change(
-    session: Session, name: str, weights: Sequence[float], mode: ReallocationMode = "sticky"
+    session: Session,
+    name: str,
+    weights: Sequence[float],
+    mode: ReallocationMode = "sticky",
+    coverage: float | None = None,
 ) -> WeightChangePreview:
-    """Fraction (0–1) of units that would change variant under new percent ``weights``.
+    """Fraction (0–1) of units that would change variant under new percent ``weights``
+    (and ``coverage``, percent, unchanged when None).
 
     Sticky mode moves the minimum, half the L1 distance between old and new shares;
     re-randomize draws a new seed, so about ``1 - Σ old_i·new_i`` of units move.
-    Changes nothing.
+    Changes nothing; refuses exactly what :func:`set_weights` would refuse.
 
     Raises:
-        InvalidInputError: invalid weights or mode. ConflictError: the experiment's
-            weights cannot change in its state.
+        InvalidInputError: invalid weights, coverage or mode, or no change. ConflictError:
+            the experiment's weights cannot change in its state.
     """
-    mode = validate_mode(mode)
     exp = repo.load(session, name)
-    check_transition(name, exp.status, Command.SET_WEIGHTS)
-    fractions = validate_weights_percent(weights, len(exp.variants))
+    mode, fractions, _ = _check_weight_change(exp, weights, mode, coverage)
     phase = exp.phases[-1]
     old = assignment.Allocation.from_json(phase.allocation)
     if mode == "sticky":
@@ -249,18 +273,8 @@ def set_weights(
             experiment. ConflictError: the experiment is stopped or concluded.
             StaleWriteError: stale version.
     """
-    mode = validate_mode(mode)
     exp, _, before = _begin(session, name, Command.SET_WEIGHTS, expected_version)
-    fractions = validate_weights_percent(weights, len(exp.variants))
-    new_cov = exp.coverage if coverage is None else validate_coverage(coverage)
-    current = exp.phases[-1]
-    unchanged = all(abs(a - b) < 1e-12 for a, b in zip(current.weights, fractions, strict=True))
-    if mode == "sticky" and unchanged and abs(new_cov - exp.coverage) < 1e-12:
-        shown = "/".join(f"{w * 100:g}" for w in fractions)
-        raise InvalidInputError(
-            f"weights are already {shown} at coverage {exp.coverage * 100:g}%; nothing to "
-            "change (a new phase would restart the analysis). Use rerandomize for a new seed."
-        )
+    mode, fractions, new_cov = _check_weight_change(exp, weights, mode, coverage)
     repo.start_phase(exp, fractions, mode, new_cov, reason=f"weights changed ({mode})")
     exp.coverage = new_cov
     exp.updated_at = repo.now()

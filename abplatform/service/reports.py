@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from abplatform.core.analysis import AnalysisSettings, analyze, pick_phase
-from abplatform.core.report import Correction, Method, Report
+from abplatform.core.analysis import AnalysisSettings, analyze, comparable_phases, pick_phase
+from abplatform.core.report import Correction, Engine, Method, Report
 from abplatform.core.series import (
     CumulativeLift,
     LatencyBin,
@@ -34,18 +35,22 @@ def build_report(
     name: str,
     *,
     phase: int | None = None,
-    method: Method = "sequential",
+    method: Method | None = None,
     alpha: float = 0.05,
     correction: Correction = "holm",
     include_multi_exposure: bool = False,
+    engine: Engine = "frequentist",
+    all_phases: bool = False,
 ) -> Report:
-    """The stats report of experiment ``name`` (default: see
-    :func:`abplatform.core.analysis.pick_phase`); arguments as
-    :class:`~abplatform.core.analysis.AnalysisSettings`.
+    """The stats report of experiment ``name`` (default phase: see
+    :func:`abplatform.core.analysis.pick_phase`; ``all_phases``: every phase with a
+    comparison, pooled as strata); arguments as
+    :class:`~abplatform.core.analysis.AnalysisSettings` (``method`` None: sequential for a
+    live experiment, fixed horizon for an imported one).
 
     Raises:
-        NotFoundError: unknown experiment. InvalidInputError: bad phase, method, alpha
-            or correction.
+        NotFoundError: unknown experiment. InvalidInputError: bad phase, engine, method,
+            alpha or correction, or both a phase and all phases.
     """
     settings = AnalysisSettings(
         method=method,
@@ -53,13 +58,39 @@ def build_report(
         correction=correction,
         phase=phase,
         include_multi_exposure=include_multi_exposure,
+        engine=engine,
+        all_phases=all_phases,
     ).validate()
     config = repo.to_view(repo.load(session, name))
-    analysed = pick_phase(config, settings.phase)
-    data = queries.fetch_phase_data(
-        session, config, analysed, include_multi=settings.include_multi_exposure
+    if settings.all_phases:
+        phases = comparable_phases(config)
+    else:
+        phases = (pick_phase(config, settings.phase),)
+    datas = queries.fetch_phases_data(
+        session, config, phases, include_multi=settings.include_multi_exposure
     )
-    return analyze(config, data, settings)
+    return analyze(config, datas, settings)
+
+
+def previous_phase(view: ExperimentView, phase: int) -> int | None:
+    """The phase before ``phase`` when that one had a comparison (two or more variants
+    with traffic weight), else None. Views show its result beside a newer phase's."""
+    before = next((p for p in view.phases if p.number == phase - 1), None)
+    if before is None or sum(w > 0 for w in before.weights) < 2:
+        return None
+    return before.number
+
+
+def previous_report(session: Session, name: str, report: Report, **settings: Any) -> Report | None:
+    """The report of the phase before ``report``'s (see :func:`previous_phase`) under the
+    same ``settings`` (keyword arguments of :func:`build_report`); None for an all-phases
+    report or when there is no such phase."""
+    if report.all_phases:
+        return None
+    number = previous_phase(repo.to_view(repo.load(session, name)), report.phase)
+    if number is None:
+        return None
+    return build_report(session, name, phase=number, **settings)
 
 
 def cumulative_lift(
@@ -118,5 +149,7 @@ __all__ = [
     "cumulative_lift",
     "last_changes",
     "latency_distribution",
+    "previous_phase",
+    "previous_report",
     "watermark",
 ]

@@ -37,7 +37,9 @@ class BackendError(Exception):
 
     Attributes:
         status: HTTP status the router answers (4xx passed through, else 502 or 504).
-        log_status: what the request log records ("error" or "timeout").
+        log_status: what the request log records: "rejected" when the backend refused the
+            caller's arguments (a 4xx passed through: not the variant's error), else
+            "error" or "timeout".
         detail: JSON-able error detail (scrubbed).
         retry_safe: whether the request may be retried elsewhere (``X-Fal-Needs-Retry``):
             true when the backend could not be reached or its runner was lost, so nothing
@@ -68,7 +70,7 @@ def from_response(app_id: str, status: int, response: httpx.Response, path: str)
         code = 502
     return BackendError(
         code,
-        "error",
+        "rejected" if code < 500 else "error",
         scrub({"backend": app_id, "status": status, "error": detail}),
         retry_safe=status in (502, 503),  # unreachable backend, or its runner was lost
     )

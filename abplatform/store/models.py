@@ -148,8 +148,10 @@ class Phase(Base):
 
 
 class RequestLog(Base):
-    """One routed request, written by the router's background writer. ``forced`` rows were
-    routed by a QA override and are never analysed."""
+    """One routed request, written by the router's background writer
+    (:class:`abplatform.core.records.RequestRecord`: ``status`` is the assigned
+    variant's outcome, ``fallback`` whether the control then served it). ``forced`` rows
+    were routed by a QA override and are never analysed."""
 
     __tablename__ = "requests"
 
@@ -166,10 +168,11 @@ class RequestLog(Base):
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
     forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
 
     __table_args__ = (
-        CheckConstraint("status IN ('ok', 'error', 'timeout')", name="status_valid"),
+        CheckConstraint("status IN ('ok', 'error', 'timeout', 'rejected')", name="status_valid"),
         CheckConstraint("latency_ms >= 0", name="latency_nonnegative"),
         Index("ix_requests_experiment_phase", "experiment_id", "phase_id"),
         Index("ix_requests_experiment_unit", "experiment_id", "unit_id"),
@@ -215,9 +218,10 @@ class UnitTotal(Base):
 
     Maintained by the log writer in the same transaction as the request rows it inserts,
     so reports aggregate one row per unit instead of scanning every request. The value
-    columns are :data:`abplatform.core.metrics.REQUEST_COLUMNS`; ``latency_ms`` is the
-    summed latency (ms) of successful requests. An imported experiment's units have rows
-    with zero requests (their exposure).
+    columns are :data:`abplatform.core.metrics.REQUEST_COLUMNS` (how each is computed
+    from a request row: :data:`abplatform.store.rollups.REQUEST_COLUMN_SQL`);
+    ``latency_ms`` is the summed latency (ms) of successful requests. An imported
+    experiment's units have rows with zero requests (their exposure).
     """
 
     __tablename__ = "unit_totals"
@@ -231,6 +235,9 @@ class UnitTotal(Base):
     errors: Mapped[int] = mapped_column(BigInteger)
     successes: Mapped[int] = mapped_column(BigInteger)
     latency_ms: Mapped[float] = mapped_column(Double)
+    valid_requests: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    fallbacks: Mapped[int] = mapped_column(BigInteger)
 
 
 class LatencyBucket(Base):

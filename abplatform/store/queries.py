@@ -34,11 +34,13 @@ from abplatform.core.views import ExperimentView, PhaseView
 
 MULTI_EXPOSURE_UNITS = """
     SELECT unit_id FROM unit_totals
-    WHERE experiment_id = :e AND phase_id <= :p
+    WHERE experiment_id = :e AND phase_id = :p
     GROUP BY unit_id HAVING count(DISTINCT variant_id) > 1
 """
-"""The one definition of a multi-exposure unit: assigned more than one variant in the
-analysed phase ``:p`` or an earlier one of experiment ``:e``."""
+"""The one definition of a multi-exposure unit: assigned more than one variant *within*
+the analysed phase ``:p`` of experiment ``:e``. A unit that a weight change moved to
+another variant is not multi-exposed: in each phase it has one variant and is analysed
+in it (the all-phases analysis keeps the phases apart as strata)."""
 
 UNITS_CTE = f"""
 multi AS MATERIALIZED ({MULTI_EXPOSURE_UNITS}),
@@ -166,6 +168,18 @@ def fetch_phase_data(
     return PhaseData(phase.number, variants, multi, include_multi)
 
 
+def fetch_phases_data(
+    session: Session,
+    experiment: ExperimentView,
+    phases: Sequence[PhaseView],
+    *,
+    include_multi: bool = False,
+) -> list[PhaseData]:
+    """:func:`fetch_phase_data` of each of ``phases``, in order (for the all-phases
+    analysis, which keeps them apart as strata)."""
+    return [fetch_phase_data(session, experiment, p, include_multi=include_multi) for p in phases]
+
+
 # ----------------------------------------------------------------------------- overview
 
 
@@ -257,6 +271,7 @@ __all__ = [
     "Watermark",
     "activity",
     "fetch_phase_data",
+    "fetch_phases_data",
     "last_changes",
     "latency_buckets",
     "moments_sql",

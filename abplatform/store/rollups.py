@@ -26,11 +26,16 @@ from abplatform.core.stats import LatencyBins
 
 REQUEST_COLUMN_SQL: dict[str, str] = {
     "requests": "1",
-    "errors": "CASE WHEN status <> 'ok' THEN 1 ELSE 0 END",
+    "errors": "CASE WHEN status IN ('error', 'timeout') THEN 1 ELSE 0 END",
     "successes": "CASE WHEN status = 'ok' THEN 1 ELSE 0 END",
     "latency_ms": "CASE WHEN status = 'ok' THEN latency_ms ELSE 0 END",
+    "valid_requests": "CASE WHEN status <> 'rejected' THEN 1 ELSE 0 END",
+    "rejected": "CASE WHEN status = 'rejected' THEN 1 ELSE 0 END",
+    "fallbacks": "CASE WHEN fallback THEN 1 ELSE 0 END",
 }
-"""Each unit column of the catalogue as an expression over one ``requests`` row."""
+"""Each unit column of the catalogue as an expression over one ``requests`` row, whose
+``status`` is the assigned variant's outcome (:class:`abplatform.core.records.RequestStatus`)
+and ``fallback`` says whether the control then served it."""
 
 FEEDBACK_COLUMN_SQL: dict[str, str] = {"value": "sum(value)", "count": "count(*)"}
 """Each feedback unit column of the catalogue as an aggregate over ``outcomes`` rows."""

@@ -17,11 +17,19 @@ from dashboard import access, context, nav
 
 ERRORS_KEY = "_create_errors"
 MAX_VARIANTS = 8
+NAME_TEXT = (
+    "the name must be 1–100 characters: lowercase letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit"
+)
+KEY_TEXT = (
+    "the key must be 1–64 characters: lowercase letters, digits, '_' or '-', starting "
+    "with a letter or digit"
+)
 FRIENDLY = {
-    ("name", "string_pattern_mismatch"): "the name must be 1–100 characters: lowercase "
-    "letters, digits, '.', '_' or '-', starting with a letter or digit",
-    ("key", "string_pattern_mismatch"): "the key must be 1–64 characters: lowercase letters, "
-    "digits, '_' or '-', starting with a letter or digit",
+    ("name", "string_pattern_mismatch"): NAME_TEXT,
+    ("name", "value_error"): NAME_TEXT,
+    ("key", "string_pattern_mismatch"): KEY_TEXT,
+    ("key", "value_error"): KEY_TEXT,
     ("model_version", "string_too_short"): "the model_version label is required",
     ("backend_app_id", "string_too_short"): "the backend app id is required",
     ("primary_metric", "string_too_short"): "the primary metric is required",

@@ -18,7 +18,10 @@ from collections.abc import Callable
 import streamlit as st
 
 from abplatform import service
+from abplatform.core import wording
+from abplatform.core.analysis import default_method
 from abplatform.core.report import Report
+from abplatform.core.series import MIN_CHART_UNITS
 from dashboard import access, charts, context, data, tables
 
 ACTION_PREFIXES = ("split_", "promote_", "end_", "start_")
@@ -242,30 +245,63 @@ def actions(view: service.ExperimentView, report: Report) -> None:
 # ----------------------------------------------------------------------------- results
 
 
+ALL_PHASES = "all"
+
+
+def _phase_label(view: service.ExperimentView, choice: int | str | None) -> str:
+    if choice is None:
+        return f"default (phase {data.analysed_phase(view, None).number})"
+    if choice == ALL_PHASES:
+        return "all phases, pooled as strata"
+    return f"phase {choice}"
+
+
+def show_all_phases() -> None:
+    """Callback: switch the analysis to all phases (the new-phase banner's button)."""
+    st.session_state["an_phase"] = ALL_PHASES
+
+
 def _settings(view: service.ExperimentView) -> data.AnalysisSettings:
     with st.expander("Analysis settings"):
-        c1, c2, c3, c4 = st.columns(4)
-        method = c1.radio(
+        c1, c2, c3, c4, c5 = st.columns(5)
+        engine = c1.radio(
+            "Engine",
+            ["frequentist", "bayesian"],
+            format_func={"frequentist": "frequentist (p-values)",
+                         "bayesian": "Bayesian (chance to win, flat prior)"}.get,
+            key="an_engine",
+        )  # fmt: skip
+        default = default_method(view)
+        methods = [default, *[m for m in ("sequential", "fixed") if m != default]]
+        method = c2.radio(
             "Test",
-            ["sequential", "fixed"],
+            methods,
             format_func={"sequential": "sequential (always valid)", "fixed": "fixed horizon"}.get,
             key="an_method",
-        )
-        alpha = c2.selectbox("α", [0.05, 0.01, 0.10], key="an_alpha")
-        correction = c3.selectbox("Correction", ["holm", "bh", "none"], key="an_correction")
-        phases = [None, *[p.number for p in reversed(view.phases)]]
-        phase = c4.selectbox(
-            "Phase",
-            phases,
-            format_func=lambda n: "default" if n is None else f"phase {n}",
-            key="an_phase",
+            disabled=engine == "bayesian",
+            help="Default for this experiment: "
+            + ("sequential, safe to watch while it runs." if default == "sequential"
+               else "fixed horizon: an imported, finished test is analysed once."),
+        )  # fmt: skip
+        alpha = c3.selectbox("α", [0.05, 0.01, 0.10], key="an_alpha")
+        correction = c4.selectbox("Correction", ["holm", "bh", "none"], key="an_correction")
+        choices: list[int | str | None] = [None]
+        if len([p for p in view.phases if sum(w > 0 for w in p.weights) >= 2]) > 1:
+            choices.append(ALL_PHASES)
+        choices += [p.number for p in reversed(view.phases)]
+        if st.session_state.get("an_phase") not in choices:
+            st.session_state.pop("an_phase", None)
+        phase = c5.selectbox(
+            "Phase", choices, format_func=lambda n: _phase_label(view, n), key="an_phase"
         )
     return data.AnalysisSettings(
         method=method,
         alpha=float(alpha),
         correction=correction,
-        phase=phase,
+        phase=phase if isinstance(phase, int) else None,
         chart_metric=st.session_state.get("an_metric"),
+        engine=engine,
+        all_phases=phase == ALL_PHASES,
     )
 
 
@@ -290,51 +326,123 @@ def _header(view: service.ExperimentView) -> None:
 
 def _summary(report: Report) -> None:
     srm = report.srm
-    if srm.error_message and not sum(srm.observed):
-        st.info("No traffic in this phase yet.")
+    if srm.note and not sum(srm.observed):
+        st.info(f"No traffic in this {'analysis' if report.all_phases else 'phase'} yet.")
     elif srm.flagged:
         st.error(
             f"Sample ratio mismatch: {tables.srm_text(report)}. Fix assignment first.", icon="⚠️"
         )
+    elif srm.note:
+        st.info(f"Sample ratio not checked: {srm.note}.")
     else:
         st.success(f"No sample ratio mismatch: {tables.srm_text(report)}.")
     d = report.decision
     text = f"**Recommendation: {tables.decision_text(report)}.** " + " ".join(
         f"{r}." for r in d.reasons
     )
-    {"ship": st.success, "roll back": st.warning}.get(d.action, st.info)(text)
+    {"ship": st.success, "roll back": st.error}.get(d.action, st.info)(text)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Units", f"{sum(v.units for v in report.variants):,}")
     c2.metric("Requests", f"{sum(v.requests for v in report.variants):,}")
     c3.metric(
         "Units in more than one variant",
         f"{report.multi_exposure_units:,}",
-        help="Excluded from the analysis." if report.multi_exposure_excluded else "Included.",
+        help="Assigned more than one variant within a phase. "
+        + ("Excluded from the analysis." if report.multi_exposure_excluded else "Included."),
     )
     c4.metric("Feedback", f"{sum(v.feedback_count for v in report.variants):,}")
+
+
+def _new_phase(view: service.ExperimentView, results: data.ExperimentResults) -> None:
+    """After a weight change: say a new phase started, show the previous phase's result
+    beside it, and offer the all-phases analysis."""
+    report, previous = results.report, results.previous
+    if previous is None:
+        return
+    phase = view.phase(report.phase)
+    units = sum(v.units for v in report.variants)
+    left, right = st.columns([4, 1])
+    left.info(
+        f"**Phase {phase.number} started {phase.started_at:%Y-%m-%d %H:%M} UTC** "
+        f"({phase.reason or 'new phase'}; {units:,} units so far). The previous "
+        f"{wording.phase_result(previous)}."
+    )
+    right.button(
+        "Show all phases",
+        key="an_all_phases",
+        on_click=show_all_phases,
+        help="Pool every phase as a stratum, each with its own weights.",
+    )
+
+
+def _comparisons(report: Report, key: str, metrics: tuple[str, ...] | None = None) -> None:
+    frame = tables.comparison_table(report, metrics)
+    if frame.empty:
+        return
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key=key,
+        column_config=tables.comparison_config(report),
+    )
 
 
 def results(view: service.ExperimentView, results: data.ExperimentResults) -> None:
     """The report: summary, tables and charts."""
     report = results.report
-    label = "always-valid sequential" if report.method == "sequential" else "fixed-horizon"
     st.caption(
-        f"Phase {report.phase} · {label} test, α={report.alpha:g}, correction "
-        f"{report.correction} · results as of {results.computed_at:%H:%M:%S} UTC"
+        f"{report.scope_label.capitalize()} · {report.method_label} · results as of "
+        f"{results.computed_at:%H:%M:%S} UTC"
         + (" · newer data are being analysed" if results.stale else "")
     )
+    _new_phase(view, results)
     _summary(report)
     st.subheader("Variants")
-    st.dataframe(tables.variant_table(report), hide_index=True, key="variant_table")
-    st.subheader("Treatment vs control")
-    st.dataframe(tables.comparison_table(report), hide_index=True, key="comparison_table")
+    st.dataframe(
+        tables.variant_table(report),
+        hide_index=True,
+        key="variant_table",
+        column_config=tables.pinned("variant"),
+    )
+    st.subheader(tables.comparator_title(report))
+    _comparisons(report, "comparison_table")
+    for line in wording.missing_figures(report):
+        st.caption(f"No figure: {line}.")
+    if report.engine == "frequentist" and report.method == "sequential":
+        st.caption(
+            "Always-valid p-values stay at 1 until the evidence builds up; they and the "
+            "confidence sequences (CS) stay valid however often the page refreshes."
+        )
+    elif report.engine == "bayesian":
+        st.caption(
+            "Chance to beat control under a flat prior, against the control; not corrected "
+            "for multiple comparisons and not protected against peeking."
+        )
     forest = charts.forest_plot(report)
     if forest is not None:
-        st.markdown("**Lift with confidence intervals**")
+        st.markdown("**Lift with its intervals**")
         st.altair_chart(forest, key="forest_chart", height=charts.forest_height(report))
+    _charts(view, results)
+    st.subheader("Latency percentiles")
+    latency_metrics = ("latency_mean", "latency_p50", "latency_p95", "latency_p99")
+    st.dataframe(
+        tables.variant_table(report)[
+            ["variant", "requests", "latency mean ms", "p50 ms", "p95 ms", "p99 ms"]
+        ],
+        hide_index=True,
+        key="latency_table",
+    )
+    _comparisons(report, "latency_comparisons", latency_metrics)
+    for note in report.notes:
+        st.caption(f"Note: {note}")
+
+
+def _charts(view: service.ExperimentView, results: data.ExperimentResults) -> None:
+    report = results.report
+    shown = data.analysed_phase(view, None if report.all_phases else report.phase).number
     left, right = st.columns(2)
     with left:
-        st.markdown("**Cumulative lift with its confidence sequence**")
+        st.markdown(f"**Cumulative lift with its confidence sequence (phase {shown})**")
         metrics = [m.metric for m in report.metrics] or [view.primary_metric]
         st.selectbox(
             "Metric",
@@ -348,7 +456,10 @@ def results(view: service.ExperimentView, results: data.ExperimentResults) -> No
         if view.source != "live":
             st.caption("Imported results have no request log: no lift over time.")
         elif chart is None:
-            st.caption("Not enough data yet for a lift over time.")
+            st.caption(
+                f"Not enough data yet for a lift over time (it starts at "
+                f"{MIN_CHART_UNITS} units in each arm)."
+            )
         else:
             st.altair_chart(chart, key="cumulative_chart", height=charts.CHART_HEIGHT)
     with right:
@@ -358,20 +469,6 @@ def results(view: service.ExperimentView, results: data.ExperimentResults) -> No
             st.caption("No successful requests" + (" yet." if view.source == "live" else "."))
         else:
             st.altair_chart(chart, key="latency_chart", height=charts.CHART_HEIGHT)
-    st.subheader("Latency percentiles")
-    latency_metrics = ("latency_mean", "latency_p50", "latency_p95", "latency_p99")
-    st.dataframe(
-        tables.variant_table(report)[
-            ["variant", "requests", "latency mean ms", "p50 ms", "p95 ms", "p99 ms"]
-        ],
-        hide_index=True,
-        key="latency_table",
-    )
-    latency_comparisons = tables.comparison_table(report, latency_metrics)
-    if not latency_comparisons.empty:
-        st.dataframe(latency_comparisons, hide_index=True, key="latency_comparisons")
-    for note in report.notes:
-        st.caption(f"Note: {note}")
 
 
 def body(name: str) -> None:

@@ -7,18 +7,32 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import access, data, nav
-from dashboard.tables import DASH, headline, weights_text
+from dashboard.tables import DASH, decision_text, headline, pinned, weights_text
 
 TABLE_KEY = "overview_table"
 
 
 def _srm_flag(row: data.OverviewRow) -> str:
     r = row.report
-    if r is None or not sum(r.srm.observed):
+    if r is None or not sum(r.srm.observed) or r.srm.note:
         return DASH
     if r.srm.flagged:
         return f"⚠ mismatch (p={r.srm.p_value:.2g})"
     return "ok"
+
+
+def _phase(row: data.OverviewRow) -> str:
+    r = row.report
+    number = r.phase if r else row.view.current_phase.number
+    total = len(row.view.phases)
+    return f"{number} of {total}" if total > 1 else str(number)
+
+
+def _all_phases(row: data.OverviewRow) -> str:
+    a = row.activity
+    if a is None:
+        return DASH
+    return f"{a.units:,} units, {a.requests:,} requests"
 
 
 def _last_change(row: data.OverviewRow) -> str:
@@ -29,19 +43,24 @@ def _last_change(row: data.OverviewRow) -> str:
 
 
 def table(rows: list[data.OverviewRow]) -> pd.DataFrame:
-    """The overview table, one row per experiment (newest first)."""
+    """The overview table, one row per experiment (newest first). Units, requests, the
+    headline, recommendation and SRM are those of the analysed phase (the report's
+    default, as on the experiment page); "all phases" counts every phase."""
     return pd.DataFrame(
         [
             {
                 "experiment": r.view.name,
                 "status": r.view.status + (f" ({r.view.winner} won)" if r.view.winner else ""),
+                "phase": _phase(r),
                 "weights %": weights_text(r.view),
-                "units": r.activity.units if r.activity else 0,
-                "requests": r.activity.requests if r.activity else 0,
+                "units": sum(v.units for v in r.report.variants) if r.report else 0,
+                "requests": sum(v.requests for v in r.report.variants) if r.report else 0,
+                "recommendation": decision_text(r.report) if r.report else DASH,
                 "primary metric": headline(r.report)
                 if r.report
                 else f"{r.view.primary_metric}: no data yet",
                 "SRM": _srm_flag(r),
+                "all phases": _all_phases(r),
                 "last change": _last_change(r),
             }
             for r in rows
@@ -80,9 +99,13 @@ def render() -> None:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        column_config=pinned("experiment"),
     )
     st.caption(
-        "Primary metric: lift of each treatment over control with its always-valid 95% "
-        "confidence interval, p-value and chance to beat control (current phase, "
-        "sequential test). Select a row to open the experiment."
+        "Units, requests, recommendation and primary metric are those of the analysed "
+        "phase (the current one; for a concluded experiment the one before its promotion), "
+        "under each experiment's default test: the always-valid sequential test for live "
+        "experiments, the fixed-horizon test for imported ones. Primary metric: lift of "
+        "each treatment over control with its 95% interval and p-value. Select a row to "
+        "open the experiment."
     )

@@ -68,17 +68,25 @@ def test_db_downgrade_and_upgrade(db_url: str) -> None:
     assert up.returncode == 0 and "head" in up.stdout
 
 
-def test_power_matches_the_normal_approximation() -> None:
+def test_power_sizes_the_sequential_test_by_default_and_states_the_level() -> None:
     from scipy.stats import norm
 
-    out = cli(
-        "postgresql://unused/x", "power", "--proportion", "0.5", "--mde", "0.1", "--no-relative"
-    )
-    p1, p2 = 0.5, 0.6
+    from abplatform.core.stats import Baseline, sample_size_per_variant
+
+    args = ("power", "--proportion", "0.5", "--mde", "0.1", "--no-relative")
+    fixed = cli("postgresql://unused/x", *args, "--method", "fixed")
+    p1 = 0.5  # the baseline variance in both arms (GrowthBook's convention)
     z = norm.ppf(0.975) + norm.ppf(0.8)
-    expected = z**2 * (p1 * (1 - p1) + p2 * (1 - p2)) / 0.1**2
-    n = int(out.stdout.rsplit(":", 1)[1].replace(",", ""))
-    assert n == pytest.approx(expected, abs=1.0)
+    expected = z**2 * 2 * p1 * (1 - p1) / 0.1**2
+    line = fixed.stdout.splitlines()[0]
+    n = int(line.split(": ", 1)[1].split(" ", 1)[0].replace(",", ""))
+    assert n == pytest.approx(expected, abs=1.0) and "with the fixed test" in line
+    default = cli("postgresql://unused/x", *args)
+    sequential = sample_size_per_variant(
+        Baseline.for_proportion(0.5), 0.1, difference="absolute", method="sequential"
+    )
+    assert f"with the sequential test: {sequential:,} (the fixed test: {n:,})" in default.stdout
+    assert "not split across treatments (GrowthBook's convention" in default.stdout
 
 
 def test_import_counts_bad_rows_and_refuses_an_empty_file(db_url: str, tmp_path) -> None:
@@ -119,3 +127,31 @@ def test_up_refuses_a_port_that_is_in_use() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(PortInUseError, match=f"port {port} for the router is in use"):
             check_port_free(port, "router", "--router-port")
+
+
+def test_operator_errors_say_what_is_allowed_and_never_preview_a_refused_change(
+    db_url: str,
+) -> None:
+    # Issue 8, finding 8 (CLI): a negative weight read as an unknown option, a refused
+    # change printed its preview first, a bad name echoed a regex, audit cut its JSON.
+    assert cli(db_url, "experiment", "create", "img", *VARIANTS, "--start").returncode == 0
+    negative = cli(db_url, "experiment", "set-weights", "img", "-1,101", "--yes")
+    assert negative.returncode == 2 and "No such option" not in negative.stderr
+    assert "weight #1 is -1.0; each weight must be a number ≥ 0" in negative.stderr
+    same = cli(db_url, "experiment", "set-weights", "img", "50,50", "--yes")
+    assert same.returncode == 2 and "nothing to change" in " ".join(same.stderr.split())
+    assert "would change variant" not in same.stdout
+    bad = cli(db_url, "experiment", "create", "Bad Name", *VARIANTS)
+    text = " ".join(bad.stderr.split())
+    assert bad.returncode == 2 and "experiment name 'Bad Name' is invalid: use 1-100" in text
+    assert "^[" not in text and "pattern" not in text
+    assert cli(db_url, "experiment", "promote", "img", "treatment").returncode == 0
+    concluded = cli(db_url, "experiment", "set-weights", "img", "20,80", "--yes")
+    assert concluded.returncode == 2 and "it is concluded" in concluded.stderr
+    assert concluded.stdout == ""  # no preview of a change that is refused
+    audit = cli(db_url, "experiment", "audit", "img")
+    flat = " ".join(audit.stdout.split())
+    assert '"backend_app_id": "abplatform/model-v2"' in flat  # nothing cut mid-value
+    assert 'status: "running" → "concluded"' in flat and "weights: [0.5, 0.5] → [0.0, 1.0]" in flat
+    entries = json.loads(cli(db_url, "experiment", "audit", "img", "--json").stdout)
+    assert [e["action"] for e in entries] == ["create", "start", "promote"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,14 +26,30 @@ from abplatform.core.views import ExperimentView, PhaseView, VariantView
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
+class Req(NamedTuple):
+    """One request as the router logs it: the assigned variant's outcome (``ok``,
+    ``error``, ``timeout`` or ``rejected``), its latency (ms) and whether the control
+    served it as a fallback."""
+
+    status: str
+    latency_ms: float
+    fallback: bool = False
+
+
 @dataclass
 class Unit:
-    """One unit's traffic in a phase: ``requests`` as (succeeded, latency ms) pairs and
-    feedback values per metric."""
+    """One unit's traffic in a phase: ``requests`` as (succeeded, latency ms) pairs or
+    :class:`Req` records, and feedback values per metric."""
 
     variant: str
-    requests: list[tuple[bool, float]] = field(default_factory=list)
+    requests: list[tuple[bool, float] | Req] = field(default_factory=list)
     feedback: dict[str, list[float]] = field(default_factory=dict)
+
+    def logged(self) -> list[Req]:
+        """The requests as :class:`Req` records."""
+        return [
+            r if isinstance(r, Req) else Req("ok" if r[0] else "error", r[1]) for r in self.requests
+        ]
 
 
 def _moments(columns: dict[str, np.ndarray], pairs: Sequence[tuple[str, str]]) -> Moments:
@@ -49,13 +66,22 @@ def variant_data(units: Sequence[Unit]) -> VariantData:
     """The :class:`VariantData` of ``units`` (all of one variant)."""
     if not units:
         return VariantData()
-    ok = [np.array([s for s, _ in u.requests], dtype=bool) for u in units]
-    lat = [np.array([x for _, x in u.requests], dtype=float) for u in units]
+    logs = [u.logged() for u in units]
+    status = [np.array([r.status for r in log], dtype=object) for log in logs]
+    ok = [st == "ok" for st in status]
+    lat = [np.array([r.latency_ms for r in log], dtype=float) for log in logs]
+
+    def per_unit(values: Iterable[float]) -> np.ndarray:
+        return np.array(list(values), dtype=float)
+
     cols = {
-        "requests": np.array([len(o) for o in ok], dtype=float),
-        "errors": np.array([(~o).sum() for o in ok], dtype=float),
-        "successes": np.array([o.sum() for o in ok], dtype=float),
-        "latency_ms": np.array([x[o].sum() for o, x in zip(ok, lat, strict=True)]),
+        "requests": per_unit(len(st) for st in status),
+        "errors": per_unit(np.isin(st, ("error", "timeout")).sum() for st in status),
+        "successes": per_unit(o.sum() for o in ok),
+        "latency_ms": per_unit(x[o].sum() for o, x in zip(ok, lat, strict=True)),
+        "valid_requests": per_unit((st != "rejected").sum() for st in status),
+        "rejected": per_unit((st == "rejected").sum() for st in status),
+        "fallbacks": per_unit(sum(r.fallback for r in log) for log in logs),
     }
     ok_latencies = np.concatenate([x[o] for o, x in zip(ok, lat, strict=True)] or [[]])
     feedback: dict[str, FeedbackData] = {}

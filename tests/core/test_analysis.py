@@ -49,9 +49,13 @@ def test_a_significantly_better_treatment_without_guardrail_regression_ships() -
     config = experiment(primary="thumbs_up", guardrails=["error_rate"])
     report = analyze(config, phase_data(units), SEQUENTIAL)
     [comp] = report.metric("thumbs_up").comparisons
-    assert comp.better is True and comp.chance_to_win > 0.99
+    assert comp.better is True and comp.p_value < 0.05 and comp.chance_to_win is None
     assert report.decision.action == "ship" and report.decision.variant == "treatment"
     assert "sequential" in report.decision.rule
+    bayes = analyze(config, phase_data(units), AnalysisSettings(engine="bayesian"))
+    [comp] = bayes.metric("thumbs_up").comparisons
+    assert comp.better is True and comp.chance_to_win > 0.99 and comp.p_value is None
+    assert bayes.decision.action == "ship" and "Bayesian, flat prior" in bayes.decision.rule
 
 
 def test_a_guardrail_regression_rolls_back() -> None:
@@ -67,7 +71,8 @@ def test_without_traffic_nothing_is_informative_and_the_report_says_why() -> Non
     report = analyze(experiment(primary="thumbs_up"), phase_data([]), SEQUENTIAL)
     assert all(v.units == 0 for v in report.variants)
     [err] = report.metric("error_rate").comparisons
-    assert err.error_message == "NO_UNITS_IN_VARIATION" and err.p_value == 1.0
+    assert err.error_message == "NO_UNITS_IN_VARIATION" and err.p_value is None
+    assert err.chance_to_win is None and err.note == "no units in one of the variants yet"
     assert report.decision.action == "keep running"
     assert "primary metric 'thumbs_up' has no data" in report.notes[0]
     assert report.to_json()  # NaN-free JSON

@@ -11,6 +11,7 @@ from abplatform.core.stats import ProportionStatistic, RatioStatistic
 
 def test_every_builtin_is_lower_is_better_with_a_unit_and_the_defaults_are_guardrails() -> None:
     assert metrics.DEFAULT_GUARDRAILS == ("error_rate", "latency_p95")
+    assert metrics.default_guardrails(True) == ("error_rate", "latency_p95", "fallback_rate")
     assert all(m.lower_is_better for m in metrics.BUILTIN_METRICS.values())
     assert {m.unit for m in metrics.BUILTIN_METRICS.values()} == {"fraction", "ms"}
     assert metrics.metric("thumbs_up").source == "feedback"
@@ -20,9 +21,9 @@ def test_every_builtin_is_lower_is_better_with_a_unit_and_the_defaults_are_guard
 def test_a_ratio_metric_takes_its_numerator_and_denominator_moments() -> None:
     m = Moments(
         3,
-        {"errors": 2.0, "requests": 9.0},
-        {"errors": 2.0, "requests": 35.0},
-        {("errors", "requests"): 7.0},
+        {"errors": 2.0, "valid_requests": 9.0},
+        {"errors": 2.0, "valid_requests": 35.0},
+        {("errors", "valid_requests"): 7.0},
     )
     data = PhaseData(1, {"a": VariantData(requests=m)})
     [stat] = metrics.metric("error_rate").statistics(data, ["a"]).values()

@@ -39,20 +39,25 @@ DEGENERATE_PAIRS: dict[str, tuple[Statistic, Statistic, str]] = {
         SampleMeanStatistic(1, 4.0, 16.0),
         messages.ZERO_NEGATIVE_VARIANCE,
     ),
-    "constant_values_in_one_arm": (
+    "constant_values_in_both_arms": (
         SampleMeanStatistic(3, 0.3, 0.03),  # three units of 0.1: ss - s^2/n is ~1e-18
-        HEALTHY,
+        SampleMeanStatistic(4, 0.8, 0.16),  # four units of 0.2
         messages.ZERO_NEGATIVE_VARIANCE,
     ),
-    "zero_conversions_in_control": (
+    "no_conversions_in_either_arm": (
         ProportionStatistic(100, 0),
-        ProportionStatistic(100, 5),
+        ProportionStatistic(100, 0),
         messages.ZERO_NEGATIVE_VARIANCE,
     ),
-    "all_conversions_in_treatment": (
-        ProportionStatistic(100, 40),
-        ProportionStatistic(100, 100),
-        messages.ZERO_NEGATIVE_VARIANCE,
+    "infinite_sum_of_squares": (
+        SampleMeanStatistic(50, 500.0, math.inf),  # an overflowed aggregate
+        HEALTHY,
+        messages.NON_FINITE_DATA,
+    ),
+    "nan_sum": (
+        HEALTHY,
+        SampleMeanStatistic(50, math.nan, 5200.0),
+        messages.NON_FINITE_DATA,
     ),
     "control_mean_zero_for_relative_lift": (
         SampleMeanStatistic(4, 0.0, 8.0),  # values -1, -1, 1, 1 (e.g. a net score)
@@ -160,8 +165,10 @@ def test_quantile_of_an_empty_arm_is_reported_as_no_units() -> None:
     assert empty.mean == 0.0 and empty.variance == 0.0
 
 
-def test_all_error_messages_are_distinct_strings() -> None:
-    assert len(messages.ALL_MESSAGES) == 8
+def test_all_error_messages_are_distinct_strings_with_a_sentence() -> None:
+    assert len(messages.ALL_MESSAGES) == 9
+    assert set(messages.SENTENCES) == messages.ALL_MESSAGES
+    assert all(" " in messages.sentence(m) for m in messages.ALL_MESSAGES)
     assert messages.BASELINE_VARIATION_ZERO == "ZERO_NEGATIVE_BASELINE_VARIATION"
     assert messages.ZERO_NEGATIVE_VARIANCE == "ZERO_NEGATIVE_VARIANCE"
 

@@ -85,12 +85,16 @@ def test_adjust_p_values_rejects_unknown_methods_and_invalid_p() -> None:
         holm_bonferroni([1.5])
 
 
-def test_srm_flags_only_with_enough_units_in_every_arm() -> None:
-    # p = 0.000112 (< 0.001) but the third arm has only 7 units.
+def test_srm_needs_enough_units_in_total_not_in_every_arm() -> None:
+    # GrowthBook's getSRMHealthData: enough traffic once the total reaches 8 × arms.
+    # p = 0.000112 from the 1000 vs 1200 imbalance; the small third arm does not excuse it.
     result = srm_test([1000, 1200, 7], [0.5, 0.5, 0.003])
     assert result.p_value == pytest.approx(0.000111516, abs=1e-9)
-    assert not result.flagged
-    assert srm_test([1000, 1200, 7], [0.5, 0.5, 0.003], min_count=5).flagged
+    assert result.flagged
+    assert not srm_test([1000, 1200, 7], [0.5, 0.5, 0.003], min_count=800).flagged
+    # Too little traffic in total: 15 units over 2 arms (< 16), however lopsided.
+    assert not srm_test([15, 0], [0.5, 0.5]).flagged
+    assert srm_test([16, 0], [0.5, 0.5]).flagged
 
 
 def test_srm_threshold_is_a_parameter() -> None:
@@ -124,3 +128,38 @@ def test_srm_rejects_mismatched_or_negative_configuration() -> None:
         srm_test([1, 2], [-1.0, 2.0])
     with pytest.raises(ValueError):
         srm_test([1, 2], [0.0, 0.0])
+
+
+# ---------------------------------------------------------------- issue 8, finding 3
+
+
+def test_srm_flags_an_arm_that_receives_nothing() -> None:
+    # Broken assignment: every unit in control. Before: p 0.0 but not flagged, because
+    # the empty arm had fewer than 8 units.
+    result = srm_test([100_000, 0], [0.5, 0.5])
+    assert result.p_value == 0.0
+    assert result.flagged
+
+
+def test_srm_flags_a_stray_arm_with_a_single_unit() -> None:
+    # A mistyped variant value in an imported CSV becomes a third arm with one unit
+    # (equal intended split): p 0.0, and now flagged.
+    result = srm_test([44_700, 45_489, 1], [1 / 3, 1 / 3, 1 / 3])
+    assert result.p_value == 0.0
+    assert result.flagged
+
+
+@pytest.mark.parametrize(
+    ("observed", "weights", "match"),
+    [
+        ([10, 12], [0.5, math.nan], "weight #2 is nan"),
+        ([10, 12], [0.5, math.inf], "weight #2 is inf"),
+        ([math.nan, 12], [0.5, 0.5], "count #1 is nan"),
+        ([10, math.inf], [0.5, 0.5], "count #2 is inf"),
+        ([10.5, 12], [0.5, 0.5], "whole numbers"),
+    ],
+)
+def test_srm_rejects_nan_and_infinite_counts_and_weights(observed, weights, match) -> None:
+    # Before: a NaN weight counted silently as 0, and infinite counts raised deep inside.
+    with pytest.raises(ValueError, match=match):
+        srm_test(observed, weights)

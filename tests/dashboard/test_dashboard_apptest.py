@@ -22,6 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from abplatform import service
+from abplatform.core import wording
 from abplatform.core.records import OutcomeRecord, RequestRecord
 from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.service import reports as dashboard_data
@@ -30,6 +31,7 @@ from abplatform.store import experiments, logstore
 from abplatform.store.connection import Database
 from dashboard import auth
 from dashboard.store import ResultStore
+from tests.dashboard.scenarios import SCENARIOS
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 V1, V2 = "abplatform/model-v1", "abplatform/model-v2"
@@ -178,12 +180,16 @@ def frame(at: AppTest, *columns: str) -> pd.DataFrame:
 
 
 VARIANT_COLUMNS = (
-    "variant", "model_version", "weight %", "units", "requests", "error rate",
-    "latency mean ms", "p50 ms", "p95 ms", "p99 ms", "feedback", "feedback rate",
+    "variant", "model", "weight %", "units", "requests", "rejected", "error rate",
+    "latency mean ms", "p50 ms", "p95 ms", "p99 ms", "feedback",
 )  # fmt: skip
-COMPARISON_COLUMNS = (
-    "metric", "role", "comparison", "control", "treatment", "difference", "difference CI",
-    "lift", "lift CI", "p-value", "adjusted p", "chance to beat control", "verdict",
+COMPARISON_COLUMNS = (  # one treatment: the comparator is the table's title
+    "metric", "role", "verdict", "difference [CS]", "lift [CS]",
+    "p", "adj. p", "control → treatment",
+)  # fmt: skip
+FIXED_COLUMNS = (
+    "metric", "role", "verdict", "difference [CI]", "lift [CI]", "p",
+    "adj. p", "control → treatment",
 )  # fmt: skip
 LATENCY_COLUMNS = ("variant", "requests", "latency mean ms", "p50 ms", "p95 ms", "p99 ms")
 AUDIT_COLUMNS = ("at (UTC)", "actor", "action", "before", "after")
@@ -492,8 +498,11 @@ def test_overview_shows_status_split_traffic_headline_srm_and_last_change(
     c = report.metric("error_rate").comparisons[0]
     assert rows.loc["live", "primary metric"] == (
         f"error_rate: treatment {c.lift:+.1%} [{c.lift_ci[0]:+.1%}, {c.lift_ci[1]:+.1%}], "
-        f"p={c.p_value:.4f}, P(better)={c.chance_to_win:.0%}"
+        f"p={c.p_value:.2f}, not significant"
     )
+    assert "P(better" not in rows.loc["live", "primary metric"]  # one engine per view
+    assert rows.loc["live", "phase"] == "1" and rows.loc["live", "recommendation"] == "keep running"
+    assert rows.loc["live", "all phases"] == "80 units, 160 requests"
     assert c.lift == pytest.approx(-0.75)  # 2/80 against 8/80 failed requests
     assert rows.loc["draft-one", "primary metric"] == "error_rate: no data yet"
     assert rows.loc["live", "SRM"] == "ok" and rows.loc["draft-one", "SRM"] == "–"
@@ -531,13 +540,18 @@ def test_the_experiment_page_shows_the_report_with_its_charts(app_env: str, db: 
     comparisons = frame(at, *COMPARISON_COLUMNS).set_index("metric")
     c = report.metric("error_rate").comparisons[0]
     row = comparisons.loc["error_rate"]
-    assert row["comparison"] == "treatment vs control" and row["role"] == "primary"
-    assert row["difference"] == f"{c.difference:+.4f}" == "-0.0750"
-    assert row["difference CI"] == f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]"
-    assert row["p-value"] == f"{c.p_value:.4f}"
-    assert row["chance to beat control"] == f"{c.chance_to_win:.1%}"
+    assert "treatment vs control" in [h.value for h in at.subheader] and row["role"] == "primary"
+    assert (
+        row["difference [CS]"] == (f"{c.difference:+.4f} [{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]")
+        and f"{c.difference:+.4f}" == "-0.0750"
+    )
+    assert row["p"] == f"{c.p_value:.2f}"
+    assert row["verdict"] == "not significant"
     assert report.method == "sequential"  # the default, stated on the page
-    assert any("always-valid sequential test, α=0.05" in t for t in texts(at, "caption"))
+    assert any(
+        "Phase 1 · sequential test (always valid, safe to watch), α 0.05, Holm correction" in t
+        for t in texts(at, "caption")
+    )
     assert (
         "No sample ratio mismatch: observed vs expected units: control 60 vs 60.0, "
         f"treatment 60 vs 60.0 (χ²=0.00, p={report.srm.p_value:.3g})."
@@ -777,10 +791,12 @@ def test_analysis_settings_switch_test_phase_and_chart_metric(app_env: str, db: 
     at.radio(key="an_method").set_value("fixed").run()
     with db.sessions() as s:
         fixed = build_report(s, "tuned", method="fixed").metric("error_rate").comparisons[0]
-    row = frame(at, *COMPARISON_COLUMNS).set_index("metric").loc["error_rate"]
-    assert row["p-value"] == f"{fixed.p_value:.4f}"
-    assert row["difference CI"] == f"[{fixed.ci[0]:+.4f}, {fixed.ci[1]:+.4f}]"
-    assert any("fixed-horizon test, α=0.05, correction holm" in t for t in texts(at, "caption"))
+    row = frame(at, *FIXED_COLUMNS).set_index("metric").loc["error_rate"]
+    assert row["p"] == wording.p_value(fixed.p_value)
+    assert row["difference [CI]"] == (
+        f"{fixed.difference:+.4f} [{fixed.ci[0]:+.4f}, {fixed.ci[1]:+.4f}]"
+    )
+    assert any("fixed-horizon Welch t-test" in t for t in texts(at, "caption"))
     at.selectbox(key="an_metric").set_value("latency_mean").run()
     with db.sessions() as s:
         mean = build_report(s, "tuned").metric("latency_mean").comparisons[0]
@@ -791,6 +807,13 @@ def test_analysis_settings_switch_test_phase_and_chart_metric(app_env: str, db: 
     at.run()
     assert list(frame(at, *VARIANT_COLUMNS)["units"]) == [0, 0]
     assert "No traffic in this phase yet." in texts(at, "info")
+    # The new phase is announced with the previous phase's result beside it.
+    [banner] = [t for t in texts(at, "info") if t.startswith("**Phase 2 started")]
+    assert "The previous phase 1: 100 units, recommendation ship treatment" in banner
+    at.button(key="an_all_phases").click().run()
+    assert at.selectbox(key="an_phase").value == "all"
+    assert list(frame(at, *VARIANT_COLUMNS)["units"]) == [50, 50]
+    assert any(t.startswith("All phases 1–2, pooled as strata") for t in texts(at, "caption"))
     at.selectbox(key="an_phase").set_value(1).run()
     assert list(frame(at, *VARIANT_COLUMNS)["units"]) == [50, 50]
 
@@ -915,7 +938,7 @@ def test_a_quantile_without_enough_data_has_no_lift_in_the_report_nor_on_the_cha
         comp = build_report(s, "timed").metric("latency_p99").comparisons[0]
     assert comp.lift_ci is None and comp.error_message
     assert all(p.lift is None and p.note for p in series.points)
-    assert series.points[-1].note == comp.error_message
+    assert series.points[-1].note == comp.note == "too few requests for this percentile yet"
 
 
 def test_without_data_the_cumulative_lift_has_no_points_to_draw(db: Database) -> None:
@@ -1009,8 +1032,37 @@ def test_an_imported_experiment_shows_its_report_without_request_charts(
     at = open_app("experiment", "old")
     with db.sessions() as s:
         comp = build_report(s, "old").metric("retained").comparisons[0]
-    row = frame(at, *COMPARISON_COLUMNS).set_index("metric").loc["retained"]
-    assert row["lift"] == f"{comp.lift:+.1%}" and row["role"] == "primary"
+    row = frame(at, *FIXED_COLUMNS).set_index("metric").loc["retained"]
+    assert row["lift [CI]"].startswith(f"{comp.lift:+.1%} [") and row["role"] == "primary"
+    assert row["p"] == wording.p_value(comp.p_value)
+    assert any("fixed-horizon Welch t-test" in t for t in texts(at, "caption"))
     assert list(frame(at, *VARIANT_COLUMNS)["units"]) == [90, 90]
     assert "Imported results have no request log: no lift over time." in texts(at, "caption")
     assert len(at.get("vega_lite_chart")) == 1  # the forest plot only
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_each_issue_8_scenario_reads_as_the_operator_expects(
+    app_env: str, db: Database, scenario
+) -> None:
+    name, expected = scenario(db)
+    at = open_app("experiment", name)
+    recommendation = [t for t in texts(at, "success") + texts(at, "info") + texts(at, "error")
+                      if t.startswith("**Recommendation:")]  # fmt: skip
+    assert len(recommendation) == 1
+    assert recommendation[0].startswith(f"**Recommendation: {expected}.**")
+    shown = " ".join(texts(at, "success") + texts(at, "info") + texts(at, "error"))
+    assert "Sample ratio mismatch:" not in shown and "ZERO_NEGATIVE" not in shown
+    if name == "resplit":
+        assert "No sample ratio mismatch: observed vs expected units: a 302 vs 300.0" in shown
+        assert "**Phase 2 started" in shown and "The previous phase 1: 500 units" in shown
+        assert {m.label: m.value for m in at.metric}["Units in more than one variant"] == "0"
+    if name == "zero-error-control":
+        assert "treatment: guardrail regressed (error_rate)" in recommendation[0]
+    if name == "fallback":
+        assert "treatment: guardrail regressed (error_rate, fallback_rate)" in recommendation[0]
+        variants = frame(at, *VARIANT_COLUMNS[:7], "fallback rate", *VARIANT_COLUMNS[7:])
+        assert variants.loc[1, "fallback rate"] == variants.loc[1, "error rate"] != "0.00%"

@@ -2,10 +2,13 @@
 driven by Playwright) against the Streamlit dashboard served over HTTP, with the local
 stack (router, backends, fal queue stand-in) on a real PostgreSQL.
 
-The test creates an experiment in the UI, sends traffic through the router, logs in,
-promotes the winner in the UI, and checks that the router then sends every request to
+The first test creates an experiment in the UI, sends traffic through the router, logs
+in, promotes the winner in the UI, and checks that the router then sends every request to
 the winner. It saves a screenshot of the experiment page to
-``artifacts/experiment_page.png``.
+``artifacts/experiment_page.png``. The second shows issue 8's three scenarios (a sticky
+re-split, a control without errors against a regressing treatment, a fallback) in the
+browser with the verdict an operator expects, and saves each page to
+``artifacts/verdict_<scenario>.png``.
 
 Setup installs Debian's ``chromium`` when ``/usr/bin/chromium`` is missing (needs root
 and the package mirror; about 25 s); ``playwright install`` is never used.
@@ -16,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ import pytest
 
 from abplatform import service
 from abplatform.local.processes import free_port
-from abplatform.local.stack import LocalStack
+from abplatform.local.stack import LocalStack, dashboard_command
 from abplatform.settings import get_settings
 from dashboard import auth
 
@@ -105,11 +107,7 @@ def dashboard_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
         "ABPLATFORM_DASHBOARD_REFRESH_S": "1",
     }
     log = tmp_path_factory.mktemp("dashboard-log") / "streamlit.log"
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-        "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
+    cmd = dashboard_command(port)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -227,3 +225,25 @@ def test_operator_creates_watches_and_promotes_in_the_browser(
         time.sleep(0.2)
     assert {b["model_version"] for b in served} == {"v2"}
     assert {b["assigned_variant"] for b in served} == {"treatment"}
+
+
+def test_the_issue_8_scenarios_show_the_expected_verdicts_in_the_browser(
+    stack: LocalStack, dashboard_url: str, page
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.dashboard.scenarios import SCENARIOS
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    assert stack.db is not None
+    main = page.get_by_test_id("stMainBlockContainer")
+    for scenario in SCENARIOS:
+        name, verdict = scenario(stack.db)
+        page.goto(f"{dashboard_url}/?page=experiment&experiment={name}")
+        expect(main.get_by_text(f"Recommendation: {verdict}.")).to_be_visible()
+        expect(main.get_by_test_id("stVegaLiteChart")).to_have_count(3)
+        expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no developer toolbar
+        page.wait_for_timeout(1500)  # let Vega finish drawing before the picture
+        shot = ARTIFACT.parent / f"verdict_{name}.png"
+        main.screenshot(path=str(shot))
+        assert shot.stat().st_size > 50_000

@@ -17,6 +17,7 @@ from abplatform import service
 from abplatform.core import assignment
 from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.local.stack import LocalStack
+from abplatform.service.reports import build_report
 from abplatform.settings import get_settings
 from abplatform.store.connection import Database, make_database
 from abplatform.store.models import Outcome, RequestLog
@@ -147,17 +148,25 @@ def test_bad_requests_get_a_clear_4xx_and_change_nothing(stack: LocalStack, sdb:
     assert rows(sdb, view.id) == []  # nothing reached a backend, nothing was logged
 
 
-def test_arguments_the_backend_rejects_pass_through_as_4xx_and_are_logged(
+def test_arguments_the_backend_rejects_pass_through_as_4xx_and_are_logged_as_rejected(
     stack: LocalStack, sdb: Database
 ) -> None:
+    # Issue 8, finding 6: {"width": 13} made the backend answer 422, which was logged as
+    # the variant's error and fed the error-rate guardrail.
     view = make_experiment(sdb, "picky")
-    r = route(stack, "picky", "u1", {"prompt": "x", "width": 63})
+    r = route(stack, "picky", "u1", {"prompt": "x", "width": 13})
     assert r.status_code == 422
     detail = r.json()["detail"]
     assert detail["error"]["status"] == 422 and "width" in str(detail["error"]["error"])
+    assert route(stack, "picky", "u1").status_code == 200
     flush(stack)
-    [row] = rows(sdb, view.id)
-    assert row.status == "error" and row.request_id == detail["request_id"]
+    logged = {row.request_id: row for row in rows(sdb, view.id)}
+    rejected = logged[detail["request_id"]]
+    assert rejected.status == "rejected" and not rejected.fallback
+    with sdb.sessions() as s:
+        report = build_report(s, "picky")
+    [arm] = [v for v in report.variants if v.requests]
+    assert (arm.requests, arm.rejected, arm.errors, arm.error_rate) == (2, 1, 0, 0.0)
 
 
 def test_a_failing_backend_gives_502_never_503_and_is_logged_as_error(
@@ -195,6 +204,15 @@ def test_fallback_serves_the_control_but_analysis_keeps_the_assigned_variant(
     [row] = rows(sdb, view.id)
     ids = {v.key: v.id for v in view.variants}
     assert (row.assigned_variant_id, row.served_variant_id) == (ids["broken"], ids["control"])
+    # Issue 8, finding 5: the assigned variant's failure is logged, not hidden by the
+    # fallback's success, and counts as its error (intention to treat).
+    assert row.status == "error" and row.fallback and BROKEN in row.error
+    with sdb.sessions() as s:
+        report = build_report(s, "fallback")
+    broken = next(v for v in report.variants if v.key == "broken")
+    assert (broken.errors, broken.fallbacks, broken.error_rate, broken.fallback_rate) == (
+        1, 1, 1.0, 1.0,
+    )  # fmt: skip
 
 
 def test_promotion_reaches_the_running_router_within_5_seconds(

@@ -102,3 +102,43 @@ def test_per_variant_units_match_the_file(raw: pd.DataFrame, report: dict) -> No
     units = {v["key"]: v["units"] for v in report["variants"]}
     assert units == raw.version.value_counts().to_dict()
     assert np.isclose(sum(units.values()), 90_189)
+
+
+# ---------------------------------------------------------------- issue 8, finding 7
+
+
+@pytest.fixture(scope="module")
+def default_report(report: dict, pg_server_url: str) -> tuple[dict, str]:
+    """The report with no options at all (JSON and text), on the database imported above."""
+    from tests.helpers import database_url
+
+    url = database_url(pg_server_url, "cookie_cats")
+    as_json = run_cli(url, "report", "cookie-cats", "--json")
+    as_text = run_cli(url, "report", "cookie-cats")
+    assert as_json.returncode == 0 and as_text.returncode == 0, as_json.stderr + as_text.stderr
+    return json.loads(as_json.stdout), as_text.stdout
+
+
+@pytest.mark.parametrize("metric", ["retention_1", "retention_7"])
+def test_an_imported_test_is_analysed_once_by_default_with_scipys_figures(
+    raw: pd.DataFrame, default_report: tuple[dict, str], metric: str
+) -> None:
+    # An imported, finished test is analysed once: by default the fixed-horizon test,
+    # not the always-valid sequential one a live experiment gets.
+    report, _ = default_report
+    assert report["method"] == "fixed" and report["engine"] == "frequentist"
+    a = raw.loc[raw.version == "gate_30", metric].to_numpy()
+    b = raw.loc[raw.version == "gate_40", metric].to_numpy()
+    ref = welch_proportions(a.mean(), a.size, b.mean(), b.size)
+    [comp] = next(m for m in report["metrics"] if m["metric"] == metric)["comparisons"]
+    assert comp["difference"] == pytest.approx(ref["diff"], abs=1e-10)
+    assert comp["ci"] == pytest.approx(ref["ci"], abs=1e-8)
+    assert comp["p_value"] == pytest.approx(ref["p"], abs=1e-8)
+    assert comp["lift_ci"] == pytest.approx(ref["lift_ci"], abs=1e-8)
+    assert comp["chance_to_win"] is None  # one engine's figures
+
+
+def test_the_report_header_names_the_method(default_report: tuple[dict, str]) -> None:
+    _, text = default_report
+    assert "Method: fixed-horizon Welch t-test (valid once, at a horizon fixed in" in text
+    assert "always-valid" not in text

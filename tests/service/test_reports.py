@@ -53,8 +53,9 @@ def request_row(view: service.ExperimentView, unit: str, assigned: str, **kw) ->
         model_version={"control": "v1", "treatment": "v2"}.get(served or ""),
         latency_ms=kw.pop("latency_ms", 50.0),
         status=kw.pop("status", "ok"),
-        error=None,
+        error=kw.pop("error", None),
         created_at=kw.pop("created_at", datetime.now(UTC)),
+        fallback=kw.pop("fallback", False),
     )
 
 
@@ -153,7 +154,7 @@ def test_analysis_is_by_assigned_variant_when_a_fallback_served_another(
     assert report.multi_exposure_units == 0
 
 
-def test_units_assigned_two_variants_are_counted_and_excluded_by_default(
+def test_units_a_weight_change_moved_count_in_their_new_variant_not_as_multi_exposed(
     db: Database, session: Session
 ) -> None:
     view = create(session, weights=[80, 20])
@@ -166,13 +167,27 @@ def test_units_assigned_two_variants_are_counted_and_excluded_by_default(
     logstore.write_batch(db.engine, second, [])
 
     report = build_report(session, "exp")
-    assert report.phase == 2 and report.multi_exposure_units == 5
-    assert {v.key: v.units for v in report.variants} == {"control": 25, "treatment": 25}
-    assert any("5 unit(s) were assigned more than one variant" in n for n in report.notes)
-    included = build_report(session, "exp", include_multi_exposure=True)
-    assert {v.key: v.units for v in included.variants} == {"control": 25, "treatment": 30}
+    assert report.phase == 2 and report.multi_exposure_units == 0
+    assert {v.key: v.units for v in report.variants} == {"control": 25, "treatment": 30}
     phase1 = build_report(session, "exp", phase=1)
     assert {v.key: v.units for v in phase1.variants} == {"control": 30, "treatment": 0}
+
+
+def test_units_assigned_two_variants_within_a_phase_are_counted_and_excluded_by_default(
+    db: Database, session: Session
+) -> None:
+    view = create(session)
+    rows = [request_row(view, f"c{i}", "control") for i in range(20)]
+    rows += [request_row(view, f"t{i}", "treatment") for i in range(20)]
+    rows += [request_row(view, f"c{i}", "treatment") for i in range(3)]  # seen in both
+    logstore.write_batch(db.engine, rows, [])
+
+    report = build_report(session, "exp")
+    assert report.multi_exposure_units == 3
+    assert {v.key: v.units for v in report.variants} == {"control": 17, "treatment": 20}
+    assert any("3 unit(s) were assigned more than one variant" in n for n in report.notes)
+    included = build_report(session, "exp", include_multi_exposure=True)
+    assert {v.key: v.units for v in included.variants} == {"control": 20, "treatment": 20}
 
 
 def test_an_experiment_without_traffic_reports_why_nothing_is_informative(
@@ -182,7 +197,7 @@ def test_an_experiment_without_traffic_reports_why_nothing_is_informative(
     report = build_report(session, "exp")
     assert all(v.units == 0 for v in report.variants)
     [err] = report.metric("error_rate").comparisons
-    assert err.error_message == "NO_UNITS_IN_VARIATION" and err.p_value == 1.0
+    assert err.error_message == "NO_UNITS_IN_VARIATION" and err.p_value is None
     assert report.decision.action == "keep running"
     assert "primary metric 'thumbs_up' has no data" in report.notes[0]
     assert report.to_json()  # NaN-free JSON

@@ -77,3 +77,35 @@ def test_upgrading_to_the_rollups_backfills_them_from_existing_logs(db_url: str)
     database.upgrade(db_url)
     assert snapshot(db) == expected
     db.dispose()
+
+
+def test_upgrading_to_0005_reclassifies_old_fallbacks_and_rejections(db_url: str) -> None:
+    from abplatform.store import logstore
+    from abplatform.store.connection import make_database
+    from tests.service.test_reports import create, request_row
+    from tests.store.test_rollups import fallbacks_and_rejections, snapshot
+
+    db = make_database(db_url)
+    with db.sessions() as session:
+        view = create(session, fallback_to_control=True)
+    rows = [request_row(view, f"u{i}", ("control", "treatment")[i % 2]) for i in range(10)]
+    rows += fallbacks_and_rejections(view)
+    logstore.write_batch(db.engine, rows, [])
+    expected = snapshot(db)
+    database.downgrade(db_url, "0004")  # the old meaning: fallbacks 'ok', rejections 'error'
+    with db.engine.connect() as conn:
+        old = dict(conn.exec_driver_sql("SELECT status, count(*) FROM requests GROUP BY 1").all())
+    assert old == {"ok": 13, "error": 3}
+    database.upgrade(db_url)
+    with db.engine.connect() as conn:
+        new = conn.exec_driver_sql(
+            "SELECT status, fallback, count(*) FROM requests GROUP BY 1, 2 ORDER BY 1, 2"
+        ).all()
+    # A fallback's old log did not say error or timeout: both come back as 'error'.
+    assert [tuple(r) for r in new] == [
+        ("error", True, 3),
+        ("ok", False, 10),
+        ("rejected", False, 3),
+    ]
+    assert snapshot(db) == expected
+    db.dispose()

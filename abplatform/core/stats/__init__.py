@@ -37,7 +37,7 @@ from abplatform.core.stats.results import (
     SrmResult,
 )
 from abplatform.core.stats.sequential import DEFAULT_TUNING, sequential_test
-from abplatform.core.stats.srm import srm_test
+from abplatform.core.stats.srm import combine_srm, srm_test
 from abplatform.core.stats.statistics import (
     ProportionStatistic,
     RatioStatistic,
@@ -45,6 +45,7 @@ from abplatform.core.stats.statistics import (
     Statistic,
     pool,
 )
+from abplatform.core.stats.stratified import StratifiedStatistic, stratify
 
 __all__ = [
     "DEFAULT_COMPARATOR",
@@ -67,10 +68,12 @@ __all__ = [
     "SampleMeanStatistic",
     "SrmResult",
     "Statistic",
+    "StratifiedStatistic",
     "achieved_power",
     "adjust_p_values",
     "bayesian_test",
     "benjamini_hochberg",
+    "combine_srm",
     "correct_family",
     "effect_moments",
     "holm_bonferroni",
@@ -80,5 +83,6 @@ __all__ = [
     "sample_size_per_variant",
     "sequential_test",
     "srm_test",
+    "stratify",
     "welch_ttest",
 ]

@@ -36,6 +36,10 @@ NO_UNITS_IN_EXPERIMENT = "NO_UNITS_IN_EXPERIMENT"
 SINGLE_WEIGHTED_ARM = "SINGLE_WEIGHTED_ARM"
 """SRM check with fewer than two arms of positive weight: nothing to compare."""
 
+NON_FINITE_DATA = "NON_FINITE_DATA"
+"""A sum, sum of squares or the resulting variance is infinite or NaN (an overflowed or
+corrupted aggregate): no interval can be computed from it."""
+
 ALL_MESSAGES: frozenset[str] = frozenset(
     {
         NO_UNITS_IN_VARIATION,
@@ -46,5 +50,33 @@ ALL_MESSAGES: frozenset[str] = frozenset(
         QUANTILE_OUT_OF_RANGE,
         NO_UNITS_IN_EXPERIMENT,
         SINGLE_WEIGHTED_ARM,
+        NON_FINITE_DATA,
     }
 )
+
+SENTENCES: dict[str, str] = {
+    NO_UNITS_IN_VARIATION: "no units in one of the variants yet",
+    ZERO_NEGATIVE_VARIANCE: (
+        "no variation in either variant yet (every unit has the same value), so the "
+        "difference has no standard error"
+    ),
+    BASELINE_VARIATION_ZERO: (
+        "the control's mean is 0, so a relative lift is undefined; the absolute "
+        "difference is reported instead"
+    ),
+    RATIO_DENOMINATOR_ZERO: "no requests to divide by in one of the variants yet",
+    QUANTILE_INSUFFICIENT_DATA: "too few requests for this percentile yet",
+    QUANTILE_OUT_OF_RANGE: "the percentile lies beyond the latency histogram's range",
+    NO_UNITS_IN_EXPERIMENT: "no units in this phase yet",
+    SINGLE_WEIGHTED_ARM: "only one variant receives traffic, so there is no split to check",
+    NON_FINITE_DATA: "the data contain an infinite or undefined sum, so nothing can be computed",
+}
+"""Each message as a sentence an operator can read (views never show the codes)."""
+
+
+def sentence(message: str | None) -> str | None:
+    """The sentence for a message constant (``None`` for ``None``; unknown codes are
+    returned as they are)."""
+    if message is None:
+        return None
+    return SENTENCES.get(message, message)

@@ -30,8 +30,14 @@ def uninformative_reason(
     """Why the pair cannot be compared (a :mod:`messages` constant), or ``None``.
 
     Checked in order: an empty arm, a statistic-specific problem (ratio denominator 0,
-    quantile outside the histogram), zero variance in either arm (gbstats behaviour),
-    and, for relative lifts only, a control mean of 0.
+    quantile outside the histogram), a non-finite mean or variance, zero variance in
+    *both* arms, and, for relative lifts only, a control mean of 0.
+
+    Unlike gbstats, zero variance in *one* arm does not make the pair uninformative: the
+    absolute difference has a positive standard error from the other arm, and that is
+    the usual case for a guardrail (a control with no errors, a conversion metric with
+    0 conversions in control, PostHog #35237). Only the relative lift needs a non-zero
+    control mean.
     """
     if control.n == 0 or treatment.n == 0:
         return messages.NO_UNITS_IN_VARIATION
@@ -39,7 +45,9 @@ def uninformative_reason(
         reason = stat.unusable_reason
         if reason is not None:
             return reason
-    if control.has_zero_variance or treatment.has_zero_variance:
+    if not all(math.isfinite(x) for s in (control, treatment) for x in (s.mean, s.variance)):
+        return messages.NON_FINITE_DATA
+    if control.has_zero_variance and treatment.has_zero_variance:
         return messages.ZERO_NEGATIVE_VARIANCE
     if difference == "relative" and control.mean == 0:
         return messages.BASELINE_VARIATION_ZERO
@@ -47,15 +55,15 @@ def uninformative_reason(
 
 
 def welch_dof(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
-    """Welch-Satterthwaite degrees of freedom; ``inf`` when an arm has a single unit."""
-    if n_a < 2 or n_b < 2:
+    """Welch-Satterthwaite degrees of freedom; ``inf`` when an arm with variance has a
+    single unit. An arm with zero variance adds nothing (the dof are the other arm's
+    ``n - 1``)."""
+    ua = var_a / n_a if n_a else 0.0
+    ub = var_b / n_b if n_b else 0.0
+    terms = [(u, m) for u, m in ((ua, n_a), (ub, n_b)) if u > 0]
+    if not terms or any(m < 2 for _, m in terms):
         return math.inf
-    ua = var_a / n_a
-    ub = var_b / n_b
-    denominator = ua**2 / (n_a - 1) + ub**2 / (n_b - 1)
-    if denominator <= 0:
-        return math.inf
-    return (ua + ub) ** 2 / denominator
+    return (ua + ub) ** 2 / sum(u**2 / (m - 1) for u, m in terms)
 
 
 def effect_moments(
@@ -88,18 +96,25 @@ def effect_moments(
         estimate, var, control, treatment = cuped_effect(control, treatment, difference)
     else:
         estimate, var = _plain_effect(control, treatment, difference)
-    v_a, n_a, v_b, n_b = control.variance, control.n, treatment.variance, treatment.n
-    if not (var > 0 and v_a > 0 and v_b > 0):
+    v_a, n_a, v_b, n_b = _variance(control), control.n, _variance(treatment), treatment.n
+    if not (math.isfinite(estimate) and math.isfinite(var)):
+        return EffectMoments(NAN, NAN, NAN, n, messages.NON_FINITE_DATA)
+    if not var > 0:
         return EffectMoments(NAN, NAN, NAN, n, messages.ZERO_NEGATIVE_VARIANCE)
     return EffectMoments(estimate, math.sqrt(var), welch_dof(v_a, n_a, v_b, n_b), n)
+
+
+def _variance(stat: Statistic) -> float:
+    """The arm's variance, exactly 0.0 when it counts as zero (rounding noise removed)."""
+    return 0.0 if stat.has_zero_variance else stat.variance
 
 
 def _plain_effect(
     control: Statistic, treatment: Statistic, difference: DifferenceType
 ) -> tuple[float, float]:
     """``(estimate, se**2)`` from per-arm means and variances (module docstring)."""
-    m_a, v_a, n_a = control.mean, control.variance, control.n
-    m_b, v_b, n_b = treatment.mean, treatment.variance, treatment.n
+    m_a, v_a, n_a = control.mean, _variance(control), control.n
+    m_b, v_b, n_b = treatment.mean, _variance(treatment), treatment.n
     if difference == "relative":
         estimate = (m_b - m_a) / abs(m_a)
         var = v_b / (m_a**2 * n_b) + v_a * m_b**2 / (m_a**4 * n_a)

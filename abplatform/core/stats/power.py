@@ -1,20 +1,35 @@
-"""Pre-experiment power: sample size per variant, achieved power, and the reverse (MDE).
+"""Pre-experiment power for the test the report runs: fixed horizon or sequential.
 
-Normal approximation to the fixed-horizon test (Chow, Shao & Wang, "Sample Size
-Calculations in Clinical Research", ch. 3; statsmodels ``NormalIndPower``), with the
-*same* variance the analysis uses (:mod:`abplatform.core.stats.moments`):
+Conventions are GrowthBook's (``packages/shared/src/power/power.ts``: ``powerEstFrequentist``,
+``findMdeFrequentist``, ``sequentialPowerSequentialVariance``; re-derived here from its
+formulas, and checked against the values of its own tests, ``power.test.ts``), so a plan
+made here reads the same as one made there:
 
-* absolute: ``se**2 = (v_A + v_B) / n``;
-* relative (delta method): ``se**2 = (v_B + v_A (m_B/m_A)**2) / (m_A**2 n)``;
+* the effect's standard error uses the analysis' variance
+  (:mod:`abplatform.core.stats.moments`) with the *baseline* variance in both arms
+  (``v = sd**2`` for a mean metric, ``v = p(1-p)`` for a proportion):
+  absolute ``se**2 = 2v / n``; relative (delta method)
+  ``se**2 = (v + v (m_B/m_A)**2) / (m_A**2 n)`` with ``m_B = m_A + delta``, ``n`` units per arm;
+* **fixed horizon** (normal approximation, Chow, Shao & Wang, "Sample Size Calculations
+  in Clinical Research", ch. 3): two-sided power
+  ``1 - Φ(z_{1-a/2} - effect/se) + Φ(-z_{1-a/2} - effect/se)`` (both rejection tails,
+  as statsmodels ``NormalIndPower``);
+* **sequential** (the always-valid test of :mod:`abplatform.core.stats.sequential`,
+  Waudby-Smith et al. 2021): the test rejects when the confidence sequence excludes 0,
+  i.e. when ``|estimate| > half-width``; the half-width after ``N = 2n`` units is
+  ``z_seq(N) · se`` with ``z_seq(N) = sqrt(N) · sqrt(2 (Nρ² + 1) ln(sqrt(Nρ² + 1)/a) / (Nρ)²)``,
+  so the power is the fixed-horizon formula with ``se`` inflated to
+  ``se · z_seq(N) / z_{1-a/2}``;
+* the MDE is the smallest *increase* ``effect`` with ``effect = (z_{1-a/2} + z_power) se``
+  (the far tail ignored, as GrowthBook's closed form), solved numerically because ``se``
+  depends on the effect for relative lifts;
+* ``a`` is ``alpha``: like GrowthBook, the level is **not** split across the treatments
+  by default; ``split_alpha=True`` uses ``alpha / (n_variants - 1)`` per comparison (a
+  Bonferroni split, conservative for the Holm correction the report applies across
+  treatments × metrics).
 
-where ``n`` is units per arm, ``m_B = m_A + delta``, ``v = sd**2`` for mean metrics
-(assumed equal in both arms) and ``v = p(1-p)`` per arm for proportions. Then
-``n = (z_{1-a} + z_{power})**2 * n se**2 / effect**2`` with ``a = alpha'/2`` two-sided
-or ``alpha'`` one-sided, and ``alpha' = alpha / (n_variants - 1)``: a Bonferroni split
-across the treatment-vs-control comparisons (conservative for Holm, which the report
-may use). Power counts both rejection tails, as ``NormalIndPower`` does, so the sample
-size is refined from the closed form by root finding; the Welch t-test needs about one
-or two more units per arm than this normal answer (``TTestIndPower``).
+Effects are fractions of the baseline mean for ``difference="relative"`` (0.05 = +5%),
+metric units (percentage *points* as a fraction, for proportions) for ``"absolute"``.
 """
 
 from __future__ import annotations
@@ -26,8 +41,10 @@ from typing import Literal
 from scipy import optimize, special
 
 from abplatform.core.stats.results import DifferenceType, check_alpha, check_difference_type
+from abplatform.core.stats.sequential import DEFAULT_TUNING, sequential_halfwidth
 
 Sides = Literal["two-sided", "one-sided"]
+PowerMethod = Literal["fixed", "sequential"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,10 @@ class Baseline:
         """Mean metric with per-unit standard deviation ``sd`` (same units as ``mean``).
 
         Raises:
-            ValueError: if ``sd <= 0``.
+            ValueError: if ``sd <= 0`` or a value is not finite.
         """
+        if not (math.isfinite(mean) and math.isfinite(sd)):
+            raise ValueError(f"mean and sd must be finite, got {mean} and {sd}")
         if not sd > 0:
             raise ValueError(f"sd must be > 0, got {sd}")
         return cls(mean, sd)
@@ -61,32 +80,76 @@ class Baseline:
         return cls(p, math.sqrt(p * (1 - p)), is_proportion=True)
 
     def unit_variance(self, delta: float, difference: DifferenceType) -> float:
-        """``n * se**2`` of the estimated effect when the true absolute change is ``delta``."""
+        """``n * se**2`` of the estimated effect when the true absolute change is
+        ``delta`` (the baseline variance in both arms)."""
+        v = self.sd**2
         m_a, m_b = self.mean, self.mean + delta
-        v_a = self.sd**2
-        v_b = m_b * (1 - m_b) if self.is_proportion else v_a
         if difference == "absolute":
-            return v_a + v_b
-        return (v_b + v_a * (m_b / m_a) ** 2) / m_a**2
+            return 2.0 * v
+        return (v + v * (m_b / m_a) ** 2) / m_a**2
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Validated settings: the per-comparison level and the critical z."""
+
+    alpha: float
+    z_alpha: float
+    sides: Sides
+    method: PowerMethod
+    tuning: float
 
 
 def _setup(
-    baseline: Baseline, difference: DifferenceType, alpha: float, n_variants: int, sides: Sides
-) -> float:
-    """Validate arguments and return the critical z for the Bonferroni-split alpha."""
+    baseline: Baseline,
+    difference: DifferenceType,
+    alpha: float,
+    n_variants: int,
+    sides: Sides,
+    method: PowerMethod,
+    split_alpha: bool,
+    tuning: float,
+) -> _Plan:
+    """Validate the arguments; the level per comparison and its critical z."""
     check_alpha(alpha)
     check_difference_type(difference)
     if n_variants < 2:
         raise ValueError(f"n_variants counts all arms including control; got {n_variants}")
     if sides not in ("two-sided", "one-sided"):
         raise ValueError(f"sides must be 'two-sided' or 'one-sided', got {sides!r}")
+    if method not in ("fixed", "sequential"):
+        raise ValueError(f"method must be 'fixed' or 'sequential', got {method!r}")
+    if method == "sequential" and sides != "two-sided":
+        raise ValueError("the sequential test is two-sided only")
+    if not tuning > 0:
+        raise ValueError(f"tuning must be > 0, got {tuning}")
     if difference == "relative" and baseline.mean == 0:
         raise ValueError("a relative MDE needs a non-zero baseline mean")
-    a = alpha / (n_variants - 1)
-    return float(special.ndtri(1 - (a / 2 if sides == "two-sided" else a)))
+    a = alpha / (n_variants - 1) if split_alpha else alpha
+    z = float(special.ndtri(1 - (a / 2 if sides == "two-sided" else a)))
+    return _Plan(a, z, sides, method, tuning)
+
+
+def sequential_inflation(n_pair: float, alpha: float, tuning: float = DEFAULT_TUNING) -> float:
+    """``z_seq(N) / z_{1-alpha/2}``: how much wider the always-valid confidence sequence
+    is than the fixed-horizon interval after ``N = n_pair`` units (both arms), for the
+    same standard error (GrowthBook's ``sequentialPowerSequentialVariance``)."""
+    z_seq = math.sqrt(n_pair) * sequential_halfwidth(1.0, n_pair, alpha, tuning)  # type: ignore[arg-type]
+    return z_seq / float(special.ndtri(1 - alpha / 2))
+
+
+def _se(
+    baseline: Baseline, delta: float, difference: DifferenceType, n: float, plan: _Plan
+) -> float:
+    se = math.sqrt(baseline.unit_variance(delta, difference) / n)
+    if plan.method == "sequential":
+        se *= sequential_inflation(2.0 * n, plan.alpha, plan.tuning)
+    return se
 
 
 def _absolute_delta(baseline: Baseline, mde: float, difference: DifferenceType) -> float:
+    if not math.isfinite(mde):
+        raise ValueError(f"mde must be finite, got {mde}")
     delta = mde * abs(baseline.mean) if difference == "relative" else mde
     if delta == 0:
         raise ValueError("mde must be non-zero")
@@ -95,56 +158,10 @@ def _absolute_delta(baseline: Baseline, mde: float, difference: DifferenceType) 
     return delta
 
 
-def sample_size_per_variant(
-    baseline: Baseline,
-    mde: float,
-    *,
-    difference: DifferenceType = "relative",
-    alpha: float = 0.05,
-    power: float = 0.8,
-    n_variants: int = 2,
-    sides: Sides = "two-sided",
-) -> int:
-    """Units needed in *each* arm to detect ``mde`` with the given power.
-
-    Args:
-        baseline: :meth:`Baseline.for_mean` or :meth:`Baseline.for_proportion`.
-        mde: minimum detectable effect; a fraction of the baseline mean when
-            ``difference="relative"`` (0.05 = +5%), metric units (or percentage *points*
-            as a fraction, for proportions) when ``"absolute"``. Negative = a decrease.
-        alpha: family-wise type-I error, split by Bonferroni over ``n_variants - 1``.
-        power: target power (fraction).
-        n_variants: number of arms including control.
-        sides: ``"two-sided"`` (default, as the analysis) or ``"one-sided"``.
-
-    Returns:
-        The sample size per arm, rounded up.
-
-    Raises:
-        ValueError: on invalid arguments (see :class:`Baseline` and above).
-    """
-    z_alpha = _setup(baseline, difference, alpha, n_variants, sides)
-    check_alpha(power)
-    delta = _absolute_delta(baseline, mde, difference)
-    effect = delta / abs(baseline.mean) if difference == "relative" else delta
-    variance = baseline.unit_variance(delta, difference)
-    closed_form = (z_alpha + float(special.ndtri(power))) ** 2 * variance / effect**2
-    # The closed form ignores the far tail, so it is an upper bound; refine it so that
-    # the returned size is exactly the smallest n with achieved_power(n) >= power.
-    n = optimize.brentq(
-        lambda m: _power(abs(effect), variance, m, z_alpha, sides) - power,
-        closed_form / 2,
-        closed_form,
-        xtol=1e-9,
-    )
-    return math.ceil(n - 1e-6)
-
-
-def _power(effect: float, variance: float, n: float, z_alpha: float, sides: Sides) -> float:
-    shift = effect / math.sqrt(variance / n)
-    result = float(special.ndtr(shift - z_alpha))
-    if sides == "two-sided":
-        result += float(special.ndtr(-shift - z_alpha))
+def _power_at(shift: float, plan: _Plan) -> float:
+    result = float(special.ndtr(shift - plan.z_alpha))
+    if plan.sides == "two-sided":
+        result += float(special.ndtr(-shift - plan.z_alpha))
     return result
 
 
@@ -157,21 +174,73 @@ def achieved_power(
     alpha: float = 0.05,
     n_variants: int = 2,
     sides: Sides = "two-sided",
+    method: PowerMethod = "fixed",
+    split_alpha: bool = False,
+    tuning: float = DEFAULT_TUNING,
 ) -> float:
-    """Power (fraction) of the normal test with ``n_per_variant`` units per arm.
-
-    Two-sided power counts both rejection tails, like statsmodels ``NormalIndPower``.
+    """Power (fraction) to detect ``mde`` with ``n_per_variant`` units per arm, for the
+    fixed-horizon or the sequential test (module docstring; GrowthBook's
+    ``powerEstFrequentist`` with ``n = n_per_variant × n_variants``).
 
     Raises:
         ValueError: on invalid arguments or ``n_per_variant <= 0``.
     """
-    z_alpha = _setup(baseline, difference, alpha, n_variants, sides)
+    plan = _setup(baseline, difference, alpha, n_variants, sides, method, split_alpha, tuning)
     if not n_per_variant > 0:
         raise ValueError(f"n_per_variant must be > 0, got {n_per_variant}")
     delta = _absolute_delta(baseline, mde, difference)
     effect = delta / abs(baseline.mean) if difference == "relative" else delta
+    return _power_at(abs(effect) / _se(baseline, delta, difference, n_per_variant, plan), plan)
+
+
+def sample_size_per_variant(
+    baseline: Baseline,
+    mde: float,
+    *,
+    difference: DifferenceType = "relative",
+    alpha: float = 0.05,
+    power: float = 0.8,
+    n_variants: int = 2,
+    sides: Sides = "two-sided",
+    method: PowerMethod = "fixed",
+    split_alpha: bool = False,
+    tuning: float = DEFAULT_TUNING,
+) -> int:
+    """Units needed in *each* arm to detect ``mde`` with the given power: the smallest
+    ``n`` with :func:`achieved_power` ``>= power``.
+
+    Args:
+        baseline: :meth:`Baseline.for_mean` or :meth:`Baseline.for_proportion`.
+        mde: minimum detectable effect (module docstring); negative = a decrease.
+        alpha: type-I error; per comparison unless ``split_alpha``.
+        power: target power (fraction).
+        n_variants: number of arms including control.
+        sides: ``"two-sided"`` (default, as the analysis) or ``"one-sided"`` (fixed only).
+        method: ``"fixed"`` (Welch/normal, one look) or ``"sequential"`` (always valid).
+        split_alpha: Bonferroni-split ``alpha`` over the ``n_variants - 1`` treatments.
+        tuning: the sequential test's ``N*``.
+
+    Returns:
+        The sample size per arm, rounded up.
+
+    Raises:
+        ValueError: on invalid arguments (see :class:`Baseline` and above).
+    """
+    plan = _setup(baseline, difference, alpha, n_variants, sides, method, split_alpha, tuning)
+    check_alpha(power)
+    delta = _absolute_delta(baseline, mde, difference)
+    effect = abs(delta / abs(baseline.mean) if difference == "relative" else delta)
+
+    def gap(n: float) -> float:
+        return _power_at(effect / _se(baseline, delta, difference, n, plan), plan) - power
+
     variance = baseline.unit_variance(delta, difference)
-    return _power(abs(effect), variance, n_per_variant, z_alpha, sides)
+    closed_form = (plan.z_alpha + float(special.ndtri(power))) ** 2 * variance / effect**2
+    low, high = closed_form / 2, closed_form
+    while gap(high) < 0:  # the sequential test needs more units than the closed form
+        low, high = high, high * 2
+    n = optimize.brentq(gap, low, high, xtol=1e-9)
+    return math.ceil(n - 1e-6)
 
 
 def minimum_detectable_effect(
@@ -183,30 +252,30 @@ def minimum_detectable_effect(
     power: float = 0.8,
     n_variants: int = 2,
     sides: Sides = "two-sided",
+    method: PowerMethod = "fixed",
+    split_alpha: bool = False,
+    tuning: float = DEFAULT_TUNING,
 ) -> float:
-    """Smallest *increase* detectable with ``n_per_variant`` units per arm.
-
-    Inverse of :func:`sample_size_per_variant` (same conventions for ``difference``).
-    Solved with Brent's method because the treatment variance depends on the effect for
-    proportions and relative lifts.
+    """Smallest *increase* detectable with ``n_per_variant`` units per arm (GrowthBook's
+    ``findMdeFrequentist``; same arguments as :func:`sample_size_per_variant`).
 
     Returns:
         The MDE (fraction of the baseline for relative, metric units for absolute), or
-        ``inf`` when no admissible effect reaches the power (proportion would exceed 1).
+        ``inf`` when no admissible effect reaches the power (GrowthBook: "need to
+        increase number of users or reduce number of variations").
 
     Raises:
         ValueError: on invalid arguments.
     """
-    z_alpha = _setup(baseline, difference, alpha, n_variants, sides)
+    plan = _setup(baseline, difference, alpha, n_variants, sides, method, split_alpha, tuning)
     check_alpha(power)
     if not n_per_variant > 0:
         raise ValueError(f"n_per_variant must be > 0, got {n_per_variant}")
-    z_total = z_alpha + float(special.ndtri(power))
+    z_total = plan.z_alpha + float(special.ndtri(power))
     scale = abs(baseline.mean) if difference == "relative" else 1.0
 
     def gap(delta: float) -> float:
-        se = math.sqrt(baseline.unit_variance(delta, difference) / n_per_variant)
-        return delta / scale - z_total * se
+        return delta / scale - z_total * _se(baseline, delta, difference, n_per_variant, plan)
 
     if baseline.is_proportion:
         upper = (1.0 - baseline.mean) * (1 - 1e-12)
@@ -220,3 +289,14 @@ def minimum_detectable_effect(
         return math.inf
     delta = optimize.brentq(gap, 1e-15 * max(upper, 1.0), upper, xtol=1e-14, rtol=1e-12)
     return float(delta / scale)
+
+
+__all__ = [
+    "Baseline",
+    "PowerMethod",
+    "Sides",
+    "achieved_power",
+    "minimum_detectable_effect",
+    "sample_size_per_variant",
+    "sequential_inflation",
+]
