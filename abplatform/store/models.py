@@ -175,7 +175,6 @@ class RequestLog(Base):
         CheckConstraint("status IN ('ok', 'error', 'timeout', 'rejected')", name="status_valid"),
         CheckConstraint("latency_ms >= 0", name="latency_nonnegative"),
         Index("ix_requests_experiment_phase", "experiment_id", "phase_id"),
-        Index("ix_requests_experiment_unit", "experiment_id", "unit_id"),
     )
 
 
