@@ -192,11 +192,13 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         self.db.dispose()
 
     def _add_extra_middlewares(self, app: fastapi.FastAPI) -> None:
-        """fal's middlewares, then the body-size limit (outermost)."""
+        """fal's middlewares (their ``http`` ones run by one plain ASGI middleware, see
+        :mod:`abplatform.serving.middleware`), then the body-size limit (outermost)."""
         from abplatform.serving.guard import BodyLimit
+        from abplatform.serving.middleware import install_fal_middlewares
         from abplatform.settings import get_settings
 
-        super()._add_extra_middlewares(app)
+        install_fal_middlewares(app, super()._add_extra_middlewares)
         app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)  # type: ignore[arg-type]
 
     def _add_extra_routes(self, app: fastapi.FastAPI) -> None:
