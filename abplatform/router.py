@@ -151,6 +151,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         "numpy>=1.26",
         "scipy>=1.13,<1.18",
         "sniffio>=1.3",  # httpcore imports it on every pool operation (issue 10 profile)
+        "httpx-aiohttp>=0.1.8,<0.3",  # aiohttp's pool under fal_client (serving/calls.py)
         "prometheus-client>=0.20",
     ]
     secrets = ["FAL_KEY", "DATABASE_URL"]
