@@ -32,12 +32,13 @@ itself a guardrail with a margin; it *wins* when it is better at ``alpha`` (one-
 report), the share of units assigned more than one variant within a phase, and traffic in
 the current step.
 
-**The rule** (:func:`~abplatform.core.rollout_decision.decide`), first match wins: a regressed guardrail, or a worse
-primary metric, rolls back at once (to the control: see the service); a failed health
-check holds; so does a step younger than its minimum duration or with fewer treatment
-units than its minimum, or a guardrail that cannot be tested yet; then the ramp advances
-to the next step; at the last step it promotes the treatment when every guardrail is
-shown within its margin and (``promote_when="win"``) the primary metric wins, else holds.
+**The rule** (:func:`~abplatform.core.rollout_decision.decide`), first match wins: a
+regressed guardrail, or a worse primary metric, rolls back at once (to the control: see
+the service); a failed health check holds; so does a step younger than its minimum
+duration or with fewer treatment units than its minimum, or a guardrail that cannot be
+tested yet; then the ramp advances to the next step; at the last step it promotes the
+treatment when every guardrail is shown within its margin and
+(``promote_when="win"``) the primary metric wins, else holds.
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ __all__ = [
     "PromoteWhen",
     "RolloutPlan",
     "RolloutState",
+    "RolloutView",
     "check_experiment",
     "default_margins",
     "format_regression",
@@ -274,3 +276,39 @@ __all__ = [
     "parse_margin",
     "treatment_key",
 ]
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """A stored rollout as the services return it: its experiment, plan and
+    :class:`RolloutState` fields, the controller's last evaluation (``last_action``: the
+    JSON of a :class:`~abplatform.core.rollout_decision.RolloutAction` plus ``at`` and
+    ``next_check_at``, ISO 8601 UTC), an operator's ``note`` (why it was paused or
+    overridden), and ``version`` (pass it back as ``expected_version``)."""
+
+    experiment: str
+    plan: RolloutPlan
+    status: str
+    step: int
+    step_started_at: datetime
+    phases: tuple[int, ...]
+    last_action: Mapping[str, Any] | None
+    last_checked_at: datetime | None
+    note: str
+    version: int
+    updated_at: datetime
+
+    @property
+    def state(self) -> RolloutState:
+        """The decision's view of where the rollout stands."""
+        return RolloutState(self.status, self.step, self.step_started_at, self.phases)
+
+    @property
+    def share(self) -> float:
+        """The treatment share of the current step, percent."""
+        return self.plan.steps[self.step]
+
+    @property
+    def step_label(self) -> str:
+        """E.g. ``"step 2/3 at 25%"``."""
+        return f"step {self.step + 1}/{len(self.plan.steps)} at {self.share:g}%"
