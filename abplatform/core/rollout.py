@@ -109,6 +109,12 @@ def parse_margin(text: str) -> Margin:
         )
     name, number, suffix = m.group(1), float(m.group(2)), m.group(3)
     unit = catalogue.metric(name).unit
+    if suffix in ("pt", "ms") and name not in catalogue.BUILTIN_METRICS:
+        raise InvalidInputError(
+            f"margin {text!r}: {name} is not a built-in metric ("
+            + ", ".join(catalogue.BUILTIN_METRICS)
+            + "); a feedback metric's margin is a plain number in its values, or a percent"
+        )
     if suffix == "%":
         return Margin(name, number / 100.0, "relative")
     if suffix == "pt" and unit != "fraction":
