@@ -85,6 +85,13 @@ def rollout_create(
             "safe: guardrails within their margins suffice."
         ),
     ] = "win",
+    advance_when: Annotated[
+        str,
+        typer.Option(
+            help="within_margin: each step shows every guardrail within its "
+            "margin; no_regression: none beyond it suffices (low traffic)."
+        ),
+    ] = "within_margin",
     alpha: Annotated[float, typer.Option(help="Error rate of the rollout's decisions.")] = 0.05,
     actor: Annotated[str, ACTOR] = "cli",
 ) -> None:
@@ -93,6 +100,11 @@ def rollout_create(
     view = run_service(service.get_experiment, name)
     plan = build_plan(steps, min_duration, min_units, margin or [], promote_when, alpha,
                       view.fallback_to_control)  # fmt: skip
+    plan = dataclasses.replace(plan, advance_when=advance_when)  # type: ignore[arg-type]
+    try:
+        plan.validate()
+    except service.InvalidInputError as exc:
+        fail(str(exc))
     print_rollout(run_service(rollouts.create_rollout, name, plan, actor=actor))
 
 
@@ -127,9 +139,9 @@ def print_rollout(view: RolloutView) -> None:
         f"  version={view.version}  steps {' → '.join(f'{s:g}%' for s in p.steps)} → 100%"
     )
     console.print(
-        f"each step ≥ {p.min_duration_s:g} s and ≥ {p.min_units} treatment units; promote "
-        f"when {p.promote_when}; α {p.alpha:g}; margins: "
-        + "; ".join(m.describe() for m in p.margins),
+        f"each step ≥ {p.min_duration_s:g} s and ≥ {p.min_units} treatment units; advance "
+        f"when {p.advance_when.replace('_', ' ')}; promote when {p.promote_when}; α {p.alpha:g}; "
+        "margins: " + "; ".join(m.describe() for m in p.margins),
         highlight=False,
     )
     if view.note:

@@ -36,9 +36,10 @@ the current step.
 regressed guardrail, or a worse primary metric, rolls back at once (to the control: see
 the service); a failed health check holds; so does a step younger than its minimum
 duration or with fewer treatment units than its minimum, or a guardrail that cannot be
-tested yet; then the ramp advances to the next step; at the last step it promotes the
-treatment when every guardrail is shown within its margin and
-(``promote_when="win"``) the primary metric wins, else holds.
+tested yet, or (``advance_when="within_margin"``, the default) one not yet shown within its
+margin; then the ramp advances to the next step; at the last step it promotes the
+treatment when every guardrail is shown within its margin and (``promote_when="win"``)
+the primary metric wins, else holds.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from abplatform.core.views import ExperimentView
 
 MarginKind = Literal["relative", "absolute"]
 PromoteWhen = Literal["win", "safe"]
+AdvanceWhen = Literal["within_margin", "no_regression"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,11 @@ class RolloutPlan:
     each step needs at least; ``margins``: the guardrails and how much worse each may be;
     ``alpha``: error rate of the rollout's decisions (a fraction); ``promote_when``:
     ``"win"`` (the primary metric must be better at the last step) or ``"safe"`` (every
-    guardrail shown within its margin is enough); ``max_multi_exposure``: largest share
+    guardrail shown within its margin is enough); ``advance_when``: ``"within_margin"``
+    (every guardrail shown within its margin at each step: evidence of safety before more
+    users get the treatment) or ``"no_regression"`` (no guardrail shown beyond its margin
+    once the step's minimum duration and units are reached: for low traffic, where showing
+    non-inferiority at a small step would take too long); ``max_multi_exposure``: largest share
     of units assigned more than one variant within a phase; ``tuning``: units (requests
     for latency quantiles) at which the always-valid bounds are tightest.
     """
@@ -153,6 +159,7 @@ class RolloutPlan:
     margins: tuple[Margin, ...] = field(default_factory=lambda: default_margins(False))
     alpha: float = 0.05
     promote_when: PromoteWhen = "win"
+    advance_when: AdvanceWhen = "within_margin"
     max_multi_exposure: float = 0.01
     tuning: float = 2000.0
 
@@ -177,6 +184,10 @@ class RolloutPlan:
             raise InvalidInputError(f"alpha is {self.alpha}; it must be a fraction in (0, 0.5)")
         if self.promote_when not in ("win", "safe"):
             raise InvalidInputError(f"promote when {self.promote_when!r}; allowed: win, safe")
+        if self.advance_when not in ("within_margin", "no_regression"):
+            raise InvalidInputError(
+                f"advance when {self.advance_when!r}; allowed: within_margin, no_regression"
+            )
         if not 0 <= self.max_multi_exposure <= 1:
             raise InvalidInputError("max multi-exposure share must be a fraction in [0, 1]")
         if not self.tuning > 0:
@@ -269,6 +280,7 @@ def format_regression(value: float | None, kind: str, unit: str, signed: bool = 
 
 __all__ = [
     "DEFAULT_MARGINS",
+    "AdvanceWhen",
     "Margin",
     "MarginKind",
     "PromoteWhen",

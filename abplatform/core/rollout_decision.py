@@ -113,13 +113,21 @@ def decide(
         return _hold(plan, state, ev, f"no_data:{untested[0].metric}",
                      describe_guardrail(untested[0]))  # fmt: skip
     summary = "; ".join(describe_guardrail(g) for g in ev.guardrails)
-    if state.step < len(plan.steps) - 1:
+    last = state.step == len(plan.steps) - 1
+    pending = [g for g in ev.guardrails if g.verdict != "within margin"]
+    if pending and (last or plan.advance_when == "within_margin"):
+        return _hold(plan, state, ev, f"not_shown:{pending[0].metric}",
+                     f"waiting for evidence that {describe_guardrail(pending[0])}")  # fmt: skip
+    if not last:
         nxt = state.step + 1
+        shown = (
+            "every guardrail within its margin" if not pending else "no guardrail beyond its margin"
+        )
         return RolloutAction(
             "advance", state.step, plan.weights(nxt), "passed",
             f"{_step_label(plan, state.step)} passed ({elapsed:.0f} s, {ev.step_units[1]} "
-            f"treatment units, no guardrail beyond its margin: {summary}); advancing to "
-            f"step {nxt + 1} at {plan.steps[nxt]:g}%",
+            f"treatment units, {shown}: {summary}); advancing to step {nxt + 1} at "
+            f"{plan.steps[nxt]:g}%",
             ev,
         )  # fmt: skip
     return _last_step(plan, state, ev, summary)
@@ -128,10 +136,6 @@ def decide(
 def _last_step(
     plan: RolloutPlan, state: RolloutState, ev: RolloutEvidence, summary: str
 ) -> RolloutAction:
-    pending = [g for g in ev.guardrails if g.verdict != "within margin"]
-    if pending:
-        return _hold(plan, state, ev, f"not_shown:{pending[0].metric}",
-                     f"waiting for evidence that {describe_guardrail(pending[0])}")  # fmt: skip
     if plan.promote_when == "win" and ev.primary.verdict != "better":
         return _hold(plan, state, ev, "primary_not_better",
                      f"every guardrail within its margin; waiting for the "

@@ -262,9 +262,10 @@ def run_demo(
         check_demo(first, second, winner, after_promotion, logged_first, logged_total)
         ramp = run_rollout_demo(stack, console, rng=rng) if rollouts else None
     if ramp is not None:
+        console.print(f"safe rollouts: {ramp.requests:,} requests in {ramp.seconds:.0f} s")
         for view in ramp.rollouts.values():
-            line = f"{view.experiment}: rollout [bold]{view.status}[/] at {view.step_label}"
-            console.print(f"{line} ({ramp.requests:,} requests in {ramp.seconds:.0f} s)")
+            line = f"  {view.experiment}: rollout [bold]{view.status}[/] at {view.step_label}"
+            console.print(f"{line}: {(view.last_action or {}).get('code', '')}")
     console.rule("[bold green]demo complete: stack stopped")
     return {
         "experiment": name,

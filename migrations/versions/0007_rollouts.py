@@ -54,7 +54,7 @@ def upgrade() -> None:
             ["experiments.id"],
             ondelete="CASCADE",
             name="fk_rollouts_experiment_id_experiments",
-        ),  # fmt: skip
+        ),
         sa.UniqueConstraint("experiment_id", name="uq_rollouts_experiment_id"),
         sa.CheckConstraint(
             "status IN ('ramping', 'paused', 'rolled_back', 'promoted', 'ended')",

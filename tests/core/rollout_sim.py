@@ -183,7 +183,8 @@ def main() -> None:
           + ", ".join(m.describe() for m in PLAN.margins))  # fmt: skip
     for name, arm in SCENARIOS.items():
         outcomes = [
-            run_rollout(rng, PLAN, treatment=arm, primary="error_rate") for _ in range(runs)
+            run_rollout(rng, PLAN, treatment=arm, primary="error_rate", max_looks=100)
+            for _ in range(runs)
         ]
         print(f"{name}: {summarize(outcomes)}")
 

@@ -191,3 +191,15 @@ def test_rollout_lifecycle_refuses_what_it_does_not_allow() -> None:
         check_rollout_transition("x", "ramping", RolloutCommand.RESUME)
     with pytest.raises(ConflictError, match="rolled back"):
         check_rollout_transition("x", "rolled_back", RolloutCommand.PROMOTE)
+
+
+def test_a_step_advances_on_evidence_of_safety_unless_told_no_regression_suffices() -> None:
+    rng = np.random.default_rng(8)
+    noisy = dataclasses.replace(PLAN, margins=(parse_margin("latency_p95=3%"),))
+    units = _units(rng, 1350, "control") + _units(rng, 150, "treatment")
+    held = _evaluate(units, plan=noisy)
+    assert (held.kind, held.code) == ("hold", "not_shown:latency_p95")
+    assert "waiting for evidence that latency_p95" in held.reason
+    lenient = dataclasses.replace(noisy, advance_when="no_regression")
+    moved = _evaluate(units, plan=lenient)
+    assert moved.kind == "advance" and "no guardrail beyond its margin" in moved.reason

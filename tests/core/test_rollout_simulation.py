@@ -33,7 +33,7 @@ def test_a_regression_exactly_at_the_margin_is_rolled_back_at_most_alpha_of_the_
 
 
 def test_a_five_point_error_rate_regression_is_caught() -> None:
-    figures = _runs("error rate +5 points", 40, seed=3)
+    figures = _runs("error rate +5 points", 40, seed=3, max_looks=100)
     assert figures["rolled_back"] >= 0.95
     assert figures["median_treatment_units_to_rollback"] < 300
 
