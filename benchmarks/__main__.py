@@ -14,6 +14,7 @@ BENCHMARKS = (
     "benchmarks.bench_dashboard",
     "benchmarks.bench_router",
     "benchmarks.bench_ingest",
+    "benchmarks.bench_rollout",
 )
 
 

@@ -140,10 +140,11 @@ def print_rollout(view: RolloutView) -> None:
     )
     console.print(
         f"each step ≥ {p.min_duration_s:g} s and ≥ {p.min_units} treatment units; advance "
-        f"when {p.advance_when.replace('_', ' ')}; promote when {p.promote_when}; α {p.alpha:g}; "
-        "margins: " + "; ".join(m.describe() for m in p.margins),
+        f"when {p.advance_when.replace('_', ' ')}; promote when {p.promote_when}; α {p.alpha:g}",
         highlight=False,
     )
+    console.print("margins: " + "; ".join(m.describe() for m in p.margins), highlight=False,
+                  soft_wrap=True)  # fmt: skip
     if view.note:
         console.print(f"note: {escape(view.note)}")
     last = view.last_action

@@ -181,21 +181,16 @@ def test_a_rollout_through_the_cli(db_url: str) -> None:
         assert action in audit
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
+def test_bad_rollout_input_exits_2_and_changes_nothing(db_url: str) -> None:
+    assert cli(db_url, "experiment", "create", "ramp", *VARIANTS).returncode == 0
+    for args, message in [
         (["rollout", "create", "ramp", "--steps", "50,5"], "increasing treatment shares"),
         (["rollout", "create", "ramp", "--margin", "latency_p95=2pt"], "points fit rates"),
         (["rollout", "create", "ramp", "--min-duration", "soon"], "duration must look like"),
         (["rollout", "show", "ramp"], "has no rollout; create one with"),
         (["rollout", "override", "ramp", "jump"], "allowed: advance, roll_back, promote"),
-    ],
-)
-def test_bad_rollout_input_exits_2_and_changes_nothing(
-    db_url: str, args: list[str], message: str
-) -> None:
-    assert cli(db_url, "experiment", "create", "ramp", *VARIANTS).returncode == 0
-    result = cli(db_url, *args)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    ]:
+        result = cli(db_url, *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
     shown = json.loads(cli(db_url, "experiment", "show", "ramp", "--json").stdout)
     assert shown["status"] == "draft" and len(shown["phases"]) == 1
