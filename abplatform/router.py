@@ -185,9 +185,20 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         self.metrics = router_metrics()
         self.metrics.writer = self.writer
         self.recent: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
+        self.controller = None  # the safe-rollout controller; one runner acts, by lease
+        if self.settings.controller:
+            from abplatform.service.controller import RolloutController
+
+            s = self.settings
+            self.controller = RolloutController(
+                self.db, interval_s=s.controller_interval_s, lease_s=s.controller_lease_s
+            ).start()
 
     async def teardown(self) -> None:
-        """Drain the log buffer (spooling what cannot be written) and close connections."""
+        """Drain the log buffer (spooling what cannot be written), hand the rollout
+        controller's lease over, and close connections."""
+        if self.controller is not None:
+            self.controller.stop()
         self.configs.stop()
         await self.writer.close()
         self.db.dispose()
@@ -428,6 +439,11 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "last_error": s.last_error,
         }
 
+    def _controller_state(self) -> str:
+        if self.controller is None:
+            return "off"
+        return "acting" if self.controller.acting else "standby"
+
     @fal.endpoint("/healthz", health_check=fal.HealthCheck(timeout_seconds=5, failure_threshold=3))
     async def healthz(self) -> dict[str, Any]:
         """fal's health check: 200 while the runner serves (a database outage does not make
@@ -437,5 +453,6 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "status": "ok",
             "config_listener": self.configs.listening,
             "experiments_cached": self.configs.cached,
+            "rollout_controller": self._controller_state(),
             **self._writer_state(),
         }

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
         "derived from DATABASE_URL.",
     )
 
+    controller: bool = Field(
+        default=True,
+        description="Run the rollout controller in the router (one acts at a time across "
+        "runners, by lease).",
+    )
+    controller_interval_s: float = Field(
+        default=3.0, gt=0, description="How often the rollout controller evaluates (s)."
+    )
+    controller_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the controller's lease lasts without renewal (s): a dead "
+        "controller is replaced within this time.",
+    )
+
     @property
     def known_backend_apps(self) -> tuple[str, ...]:
         """The configured backend app ids, in order."""

@@ -15,6 +15,7 @@ BENCHMARKS = (
     "benchmarks.bench_router",
     "benchmarks.bench_ingest",
     "benchmarks.bench_sigkill",
+    "benchmarks.bench_rollout",
 )
 
 

@@ -1,7 +1,8 @@
 """The ``abplatform`` command line (Typer): the composition root of the CLI.
 
 Commands: ``up``, ``demo``, ``dashboard``, ``experiment create|list|show|start|set-weights|
-promote|stop|audit``, ``report``, ``import``, ``power``, ``db upgrade|downgrade``. Every
+promote|stop|audit``, ``rollout create|list|show|pause|resume|override``, ``controller``,
+``report``, ``import``, ``power``, ``db upgrade|downgrade``. Every
 command that needs the database applies pending migrations first. Errors print what was
 wrong and what is allowed, and exit non-zero without changing anything.
 """
@@ -13,6 +14,7 @@ import typer
 from abplatform.cli.admin import db_app
 from abplatform.cli.experiments import experiment_app
 from abplatform.cli.reports import import_cmd, power_cmd, report_cmd
+from abplatform.cli.rollouts import controller_cmd, rollout_app
 from abplatform.local.commands import dashboard_cmd, demo, up
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(db_app, name="db")
+app.add_typer(rollout_app, name="rollout")
+app.command("controller")(controller_cmd)
 app.command("up")(up)
 app.command("dashboard")(dashboard_cmd)
 app.command("demo")(demo)

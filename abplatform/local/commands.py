@@ -119,9 +119,13 @@ def demo(
     units: Annotated[int, typer.Option(help="Distinct unit ids (users).")] = 300,
     concurrency: Annotated[int, typer.Option(help="Concurrent client requests.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
+    rollouts: Annotated[
+        bool, typer.Option(help="Then two safe rollouts: one promoted, one rolled back.")
+    ] = True,
 ) -> None:
     """The user's loop end to end: start the stack, create an experiment, send traffic,
-    report, promote the winner, verify routing and logging, shut down."""
+    report, promote the winner, verify routing and logging; then a safe rollout of a
+    healthy and of a regressed version; shut down."""
     from abplatform.local.demo import run_demo
 
     try:
@@ -133,6 +137,7 @@ def demo(
             concurrency=concurrency,
             seed=seed,
             console=console,
+            rollouts=rollouts,
         )
     except RuntimeError as exc:
         fail(str(exc), code=1)

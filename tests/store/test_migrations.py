@@ -11,7 +11,7 @@ from abplatform.store.models import Base
 
 TABLES = {
     "experiments", "variants", "phases", "requests", "outcomes", "audit_log",
-    "unit_totals", "latency_buckets", "unit_outcomes",
+    "unit_totals", "latency_buckets", "unit_outcomes", "rollouts", "controller_leases",
 }  # fmt: skip
 
 
