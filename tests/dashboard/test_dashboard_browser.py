@@ -185,13 +185,15 @@ def test_operator_creates_watches_and_promotes_in_the_browser(
     assert [(v.key, v.weight) for v in view.variants] == [("control", 50.0), ("treatment", 50.0)]
 
     # Traffic through the router; the page refreshes itself and shows it.
-    units = [f"user-{i}" for i in range(48)]
+    # 80 units: the form draws a random hash seed, and the cumulative-lift chart needs 20
+    # units in each arm (with 48, one arm had fewer about one run in four).
+    units = [f"user-{i}" for i in range(80)]
     with ThreadPoolExecutor(8) as pool:
         bodies = list(pool.map(lambda u: route(stack, u), units))
     assert {b["variant"] for b in bodies} == {"control", "treatment"}
     httpx.post(f"{stack.router_url}/flush", json={}, timeout=60).raise_for_status()
     requests_metric = main.get_by_test_id("stMetric").filter(has_text="Requests")
-    expect(requests_metric).to_contain_text("48", timeout=TIMEOUT_MS)
+    expect(requests_metric).to_contain_text("80", timeout=TIMEOUT_MS)
     expect(main.get_by_test_id("stVegaLiteChart")).to_have_count(3)
     page.wait_for_timeout(1500)  # let Vega finish drawing before the picture
     ARTIFACT.parent.mkdir(exist_ok=True)
