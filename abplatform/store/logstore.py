@@ -30,7 +30,9 @@ _STAGING = (
 )
 
 _KNOWN_PHASE = (
-    "EXISTS (SELECT 1 FROM phases p WHERE p.id = s.phase_id AND p.experiment_id = s.experiment_id)"
+    "(EXISTS (SELECT 1 FROM phases p WHERE p.id = s.phase_id "
+    "AND p.experiment_id = s.experiment_id) "
+    "OR (s.experiment_id IS NULL AND s.phase_id IS NULL AND s.route_id IS NOT NULL))"
 )
 
 MOVE_REQUESTS = f"""
@@ -41,13 +43,16 @@ WITH ins AS (
     RETURNING *
 ),
 totals AS ({rollups.upsert_unit_totals("ins")}),
-buckets AS ({rollups.upsert_latency_buckets("ins")})
+buckets AS ({rollups.upsert_latency_buckets("ins")}),
+call_totals AS ({rollups.upsert_call_totals("ins")}),
+call_buckets AS ({rollups.upsert_call_buckets("ins")})
 SELECT (SELECT count(*) FROM ins),
        (SELECT count(*) FROM staging_requests s WHERE NOT {_KNOWN_PHASE})
 """
 """Staged request rows into ``requests``; the inserted ones into the rollups. Rows whose
 (experiment, phase) does not exist are refused (counted in the second column): the log
-table has no per-row foreign key checks, this one set-wise check stands in for them."""
+table has no per-row foreign key checks, this one set-wise check stands in for them. A
+route's request outside any experiment has neither (and a route)."""
 
 _RESOLVED = ", ".join(
     {
@@ -61,7 +66,7 @@ _RESOLVED = ", ".join(
 
 MOVE_OUTCOMES = f"""
 WITH src AS (
-    SELECT {_RESOLVED} FROM staging_outcomes s
+    SELECT {_RESOLVED}, r.request_id IS NOT NULL AS request_logged FROM staging_outcomes s
     LEFT JOIN requests r ON s.experiment_id IS NULL AND r.request_id = s.request_id
 ),
 ins AS (
@@ -72,23 +77,29 @@ ins AS (
 ),
 totals AS ({rollups.upsert_unit_outcomes("ins")})
 SELECT (SELECT count(*) FROM ins),
-       (SELECT coalesce(array_agg(outcome_key), '{{}}') FROM src WHERE experiment_id IS NULL)
+       (SELECT coalesce(array_agg(outcome_key), '{{}}') FROM src
+        WHERE experiment_id IS NULL AND NOT request_logged),
+       (SELECT count(*) FROM src WHERE experiment_id IS NULL AND request_logged)
 """
 """Staged outcome rows into ``outcomes``; the inserted ones into the rollups. Outcomes
 without an experiment (feedback on a request another router runner served) take the
 experiment, phase and unit of their request's row; those whose request row is not there
-yet are left out and returned (second column) for a later retry."""
+yet are left out and returned (second column) for a later retry; those whose request
+was served outside any experiment (a route's rule sent it to an app) are refused
+(counted in the third column): there is nothing to analyse them in."""
 
 
 class BatchResult(NamedTuple):
     """What one write did: new request rows, new outcome rows, the keys of outcomes not
-    written because their request row does not exist (yet), and request rows refused
-    because their experiment phase does not exist."""
+    written because their request row does not exist (yet), request rows refused because
+    their experiment phase does not exist, and outcomes refused because their request
+    was served outside any experiment."""
 
     requests: int
     outcomes: int
     unresolved: tuple[str, ...] = ()
     refused: int = 0
+    refused_outcomes: int = 0
 
 
 def copy_rows(
@@ -116,7 +127,7 @@ def write_records(
     outcomes left for later (see :data:`MOVE_OUTCOMES`)."""
     for sql in _STAGING:
         conn.exec_driver_sql(sql)
-    new_requests = new_outcomes = refused_requests = 0
+    new_requests = new_outcomes = refused_requests = refused_outcomes = 0
     unresolved: tuple[str, ...] = ()
     if requests:
         copy_rows(conn, "staging_requests", RequestRecord.columns(), [r.as_row() for r in requests])
@@ -125,10 +136,10 @@ def write_records(
         conn.exec_driver_sql("DELETE FROM staging_requests")
     if outcomes:
         copy_rows(conn, "staging_outcomes", OutcomeRecord.columns(), [o.as_row() for o in outcomes])
-        count, keys = conn.exec_driver_sql(MOVE_OUTCOMES).one()
-        new_outcomes, unresolved = int(count), tuple(keys)
+        count, keys, orphans = conn.exec_driver_sql(MOVE_OUTCOMES).one()
+        new_outcomes, unresolved, refused_outcomes = int(count), tuple(keys), int(orphans)
         conn.exec_driver_sql("DELETE FROM staging_outcomes")
-    return BatchResult(new_requests, new_outcomes, unresolved, refused_requests)
+    return BatchResult(new_requests, new_outcomes, unresolved, refused_requests, refused_outcomes)
 
 
 def write_batch(
@@ -147,7 +158,8 @@ def write_batch(
 def analyze(connection: Connection) -> None:
     """Refresh planner statistics of the log tables after a bulk load."""
     connection.exec_driver_sql(
-        "ANALYZE requests, outcomes, unit_totals, latency_buckets, unit_outcomes"
+        "ANALYZE requests, outcomes, unit_totals, latency_buckets, unit_outcomes, call_totals, "
+        "call_latency_buckets"
     )
 
 
