@@ -85,7 +85,9 @@ def variant_data(units: Sequence[Unit]) -> VariantData:
         "valid_requests": per_unit((st != "rejected").sum() for st in status),
         "rejected": per_unit((st == "rejected").sum() for st in status),
         "fallbacks": per_unit(sum(r.fallback for r in log) for log in logs),
-        "billed_s": per_unit(sum(r.billed_s for r in log if r.status != "rejected") for log in logs),
+        "billed_s": per_unit(
+            sum(r.billed_s for r in log if r.status != "rejected") for log in logs
+        ),
         "cost_usd": per_unit(
             sum(r.cost_usd or 0.0 for r in log if r.status != "rejected") for log in logs
         ),
