@@ -1,7 +1,8 @@
 """The ``abplatform`` command line (Typer): the composition root of the CLI.
 
 Commands: ``up``, ``demo``, ``dashboard``, ``experiment create|list|show|start|set-weights|
-promote|stop|audit``, ``report``, ``import``, ``power``, ``db upgrade|downgrade``. Every
+promote|stop|audit``, ``route create|update|list|show|audit``, ``report``, ``prices``,
+``import``, ``power``, ``db upgrade|downgrade``. Every
 command that needs the database applies pending migrations first. Errors print what was
 wrong and what is allowed, and exit non-zero without changing anything.
 """
@@ -13,6 +14,7 @@ import typer
 from abplatform.cli.admin import db_app
 from abplatform.cli.experiments import experiment_app
 from abplatform.cli.reports import import_cmd, power_cmd, report_cmd
+from abplatform.cli.routes import prices_cmd, route_app
 from abplatform.local.commands import dashboard_cmd, demo, up
 
 app = typer.Typer(
@@ -22,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(route_app, name="route")
 app.add_typer(db_app, name="db")
 app.command("up")(up)
 app.command("dashboard")(dashboard_cmd)
@@ -29,6 +32,7 @@ app.command("demo")(demo)
 app.command("report")(report_cmd)
 app.command("import")(import_cmd)
 app.command("power")(power_cmd)
+app.command("prices")(prices_cmd)
 
 
 def main() -> None:
