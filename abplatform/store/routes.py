@@ -179,25 +179,34 @@ def route_audit(session: Session, name: str) -> list[dict[str, Any]]:
     ]
 
 
+_SERVED_APP = "CASE WHEN {t}.experiment_id = 0 THEN {t}.app_id ELSE '' END"
 ROUTE_CALLS_SQL = f"""
-SELECT t.rule, coalesce(e.name, '') AS experiment, t.app_id,
-       {", ".join(f"sum(t.{c})::float8" for c in CALL_COLUMNS)},
-       (SELECT coalesce(json_object_agg(bucket, n), '{{}}') FROM (
-            SELECT b.bucket, sum(b.count) AS n FROM call_latency_buckets b
-            WHERE b.route_id = :r AND b.kind = 'request' AND b.rule = t.rule
-              AND b.experiment_id = t.experiment_id AND b.app_id = t.app_id
-            GROUP BY b.bucket) AS h) AS buckets
-FROM call_totals t LEFT JOIN experiments e ON e.id = t.experiment_id
-WHERE t.route_id = :r AND t.kind = 'request'
-GROUP BY t.rule, t.experiment_id, e.name, t.app_id
+WITH totals AS (
+    SELECT t.rule, t.experiment_id, {_SERVED_APP.format(t="t")} AS app,
+           {", ".join(f"sum(t.{c})::float8 AS {c}" for c in CALL_COLUMNS)}
+    FROM call_totals t WHERE t.route_id = :r AND t.kind = 'request'
+    GROUP BY 1, 2, 3
+), buckets AS (
+    SELECT b.rule, b.experiment_id, b.app, json_object_agg(b.bucket, b.n) AS buckets
+    FROM (SELECT c.rule, c.experiment_id, {_SERVED_APP.format(t="c")} AS app, c.bucket,
+                 sum(c.count) AS n
+          FROM call_latency_buckets c WHERE c.route_id = :r AND c.kind = 'request'
+          GROUP BY 1, 2, 3, 4) AS b
+    GROUP BY 1, 2, 3
+)
+SELECT totals.rule, coalesce(e.name, ''), totals.app,
+       {", ".join(f"totals.{c}" for c in CALL_COLUMNS)}, coalesce(buckets.buckets, '{{}}')
+FROM totals LEFT JOIN buckets USING (rule, experiment_id, app)
+LEFT JOIN experiments e ON e.id = totals.experiment_id
 """
-"""Per (rule, experiment, served app): the sums of a route's requests and their latency
-histogram, over all time."""
+"""Per rule and what served it (an experiment, or the app of a rule's app target): the
+sums of a route's requests and their latency histogram, over all time."""
 
 
 def fetch_route_calls(session: Session, route: Route) -> list[CallTotals]:
-    """The rollups of a route's requests, one :class:`CallTotals` per (rule, experiment,
-    served app), from ``call_totals`` (never the raw log)."""
+    """The rollups of a route's requests, one :class:`CallTotals` per rule and what
+    served it (an experiment, whatever apps its variants call, or an app), from
+    ``call_totals`` (never the raw log)."""
     from abplatform.core.metrics import BINS
 
     out = []
