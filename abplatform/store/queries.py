@@ -160,6 +160,7 @@ def fetch_calls(
         totals = CallTotals(
             kind, None if request else keys.get(variant_id), int(step), "" if request else app,
             dict(zip(CALL_COLUMNS, sums, strict=True)), hist, route or None, rule or None,
+            experiment.name if request else None,
         )  # fmt: skip
         merged[totals.key] = merged[totals.key] + totals if totals.key in merged else totals
     return tuple(merged.values())
