@@ -41,6 +41,7 @@ from fastapi import Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
+from starlette.background import BackgroundTask
 
 from abplatform.core.records import OutcomeRecord, RequestRecord, RequestStatus
 from abplatform.core.routing import (
@@ -210,9 +211,15 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         prices = PriceTable.from_settings(
             self.settings.machine_types, self.settings.prices_per_hour
         )
-        caller = BackendCaller(client, self.settings.backend_timeout_s)
-        self.plans: Plans = Plans(caller, prices)
-        self.shadows: Shadows = Shadows(self.plans, self.settings.shadow_max_in_flight)
+        timeout_s = self.settings.backend_timeout_s
+        self.plans: Plans = Plans(BackendCaller(client, timeout_s), prices)
+        # Shadows have their own connection pool: they never take the live calls' ones.
+        shadow_caller = BackendCaller(pooled_client(timeout_s, keepalive=64), timeout_s)
+        self.shadows: Shadows = Shadows(
+            Plans(shadow_caller, prices), self.settings.shadow_max_in_flight,
+            self.settings.shadow_max_loop_lag_ms / 1000.0,
+        )  # fmt: skip
+        self.shadows.start_monitor()
         self.ids = RequestIds.from_secret(self.settings.request_id_key or url)
         self.metrics = router_metrics()
         self.metrics.writer = self.writer
@@ -323,9 +330,6 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             decision = self._forced(cfg, decision, force_variant or "", operator_token)
         request_id = self.ids.new()
         target = decision.target
-        shadow = None if forced or target.shadow is None else self.shadows.start(
-            target, req.arguments, req.path, request_id
-        )  # fmt: skip
         served, failure, assigned_failure = await self._serve(
             cfg, decision, req, request_id, forced
         )
@@ -334,19 +338,24 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             cfg, decision, req.unit_id, request_id, served, (failure, assigned_failure),
             latency_s, forced, resolved,
         )  # fmt: skip
-        if shadow is None:
+        mirror = None
+        if target.shadow is None or forced:
             self.writer.log_request(record)
-        else:
-            calls = (assigned_failure.calls if assigned_failure else served and served.calls)
-            self.shadows.log_when_done(shadow, target, record, calls, self.writer.log_request)
+        else:  # after the answer is sent: nothing of the shadow is on the live path
+            calls = assigned_failure.calls if assigned_failure else served and served.calls
+            mirror = BackgroundTask(self.shadows.mirror, target, req.arguments, req.path,
+                                    record, calls, self.writer.log_request)  # fmt: skip
         if failure is not None:
+            if mirror is not None:
+                await mirror()  # an error answer cannot carry a background task
             raise _fail(
                 failure.status,
                 {"error": failure.detail, "request_id": request_id, "variant": target.key},
                 failure.retry_safe,
             )
         assert served is not None
-        return JSONResponse(self._tag(served, cfg, decision, request_id, forced, resolved))
+        body = self._tag(served, cfg, decision, request_id, forced, resolved)
+        return JSONResponse(body, background=mirror)
 
     @staticmethod
     def _tag(
@@ -531,5 +540,8 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "status": "ok",
             "config_listener": self.configs.listening,
             "experiments_cached": self.configs.cached,
+            "shadows": {"in_flight": self.shadows.in_flight, "started": self.shadows.started,
+                        "shed_full": self.shadows.shed_full, "shed_busy": self.shadows.shed_busy,
+                        "loop_lag_ms": round(self.shadows.lag_s * 1000.0, 2)},
             **self._writer_state(),
-        }
+        }  # fmt: skip

@@ -46,8 +46,12 @@ class Settings(BaseSettings):
         "(e.g. GPU-H100=1.89): the price per hour of each machine type.",
     )
     shadow_max_in_flight: int = Field(
-        default=256, gt=0, description="Most shadow calls one router runs at once; more "
-        "mirrored requests are skipped (counted), never queued."
+        default=64, gt=0, description="Most shadow calls one router runs at once; more "
+        "mirrored requests are shed (counted), never queued."
+    )
+    shadow_max_loop_lag_ms: float = Field(
+        default=20.0, gt=0, description="Event-loop lag (ms) above which the router sheds "
+        "new mirrors: it is busy with live work."
     )
     config_ttl_s: float = Field(
         default=2.0, gt=0, description="How long the router caches an experiment's config."

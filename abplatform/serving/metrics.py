@@ -12,8 +12,9 @@ loop); a collector turns them into metric families when Prometheus scrapes:
 * ``abplatform_router_log_spooled_rows``: log rows in spool files waiting for the database;
 * ``abplatform_router_log_rows_total{outcome}``: rows written, spooled, replayed, dropped;
 * ``abplatform_router_log_failed_writes_total``;
-* ``abplatform_router_shadow_calls_total{outcome}``: shadow calls started, or skipped
-  because too many were in flight; ``abplatform_router_shadow_in_flight``.
+* ``abplatform_router_shadow_calls_total{outcome}``: shadow calls started, or shed because
+  too many were in flight (``shed_full``) or the router was busy (``shed_busy``);
+  ``abplatform_router_shadow_in_flight``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class RouterMetrics(Collector):
                 "abplatform_router_shadow_calls", "Shadow calls", labels=["outcome"]
             )
             calls.add_metric(["started"], self.shadows.started)
-            calls.add_metric(["skipped"], self.shadows.skipped)
+            calls.add_metric(["shed_full"], self.shadows.shed_full)
+            calls.add_metric(["shed_busy"], self.shadows.shed_busy)
             yield calls
             yield GaugeMetricFamily(
                 "abplatform_router_shadow_in_flight", "Shadow calls running",
