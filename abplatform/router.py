@@ -177,6 +177,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         "numpy>=1.26",
         "scipy>=1.13,<1.18",
         "sniffio>=1.3",  # httpcore imports it on every pool operation (issue 10 profile)
+        "httpx-aiohttp>=0.1.8,<0.3",  # aiohttp's pool under fal_client (serving/calls.py)
         "prometheus-client>=0.20",
     ]
     secrets = ["FAL_KEY", "DATABASE_URL"]
@@ -225,20 +226,33 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         self.metrics.writer = self.writer
         self.metrics.shadows = self.shadows
         self.recent: OrderedDict[str, tuple[int | None, int | None, str]] = OrderedDict()
+        self.controller = None  # the safe-rollout controller; one runner acts, by lease
+        if self.settings.controller:
+            from abplatform.service.controller import RolloutController
+
+            s = self.settings
+            self.controller = RolloutController(
+                self.db, interval_s=s.controller_interval_s, lease_s=s.controller_lease_s
+            ).start()
 
     async def teardown(self) -> None:
-        """Drain the log buffer (spooling what cannot be written) and close connections."""
+        """Drain the log buffer (spooling what cannot be written), hand the rollout
+        controller's lease over, and close connections."""
+        if self.controller is not None:
+            self.controller.stop()
         self.configs.stop()
         await self.shadows.drain(self.settings.flush_timeout_s)
         await self.writer.close()
         self.db.dispose()
 
     def _add_extra_middlewares(self, app: fastapi.FastAPI) -> None:
-        """fal's middlewares, then the body-size limit (outermost)."""
+        """fal's middlewares (their ``http`` ones run by one plain ASGI middleware, see
+        :mod:`abplatform.serving.middleware`), then the body-size limit (outermost)."""
         from abplatform.serving.guard import BodyLimit
+        from abplatform.serving.middleware import install_fal_middlewares
         from abplatform.settings import get_settings
 
-        super()._add_extra_middlewares(app)
+        install_fal_middlewares(app, super()._add_extra_middlewares)
         app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)  # type: ignore[arg-type]
 
     def _add_extra_routes(self, app: fastapi.FastAPI) -> None:
@@ -531,6 +545,11 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "last_error": s.last_error,
         }
 
+    def _controller_state(self) -> str:
+        if self.controller is None:
+            return "off"
+        return "acting" if self.controller.acting else "standby"
+
     @fal.endpoint("/healthz", health_check=fal.HealthCheck(timeout_seconds=5, failure_threshold=3))
     async def healthz(self) -> dict[str, Any]:
         """fal's health check: 200 while the runner serves (a database outage does not make
@@ -543,5 +562,6 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "shadows": {"in_flight": self.shadows.in_flight, "started": self.shadows.started,
                         "shed_full": self.shadows.shed_full, "shed_busy": self.shadows.shed_busy,
                         "loop_lag_ms": round(self.shadows.lag_s * 1000.0, 2)},
+            "rollout_controller": self._controller_state(),
             **self._writer_state(),
         }  # fmt: skip

@@ -46,12 +46,16 @@ class Settings(BaseSettings):
         "(e.g. GPU-H100=1.89): the price per hour of each machine type.",
     )
     shadow_max_in_flight: int = Field(
-        default=64, gt=0, description="Most shadow calls one router runs at once; more "
-        "mirrored requests are shed (counted), never queued."
+        default=64,
+        gt=0,
+        description="Most shadow calls one router runs at once; more "
+        "mirrored requests are shed (counted), never queued.",
     )
     shadow_max_loop_lag_ms: float = Field(
-        default=20.0, gt=0, description="Event-loop lag (ms) above which the router sheds "
-        "new mirrors: it is busy with live work."
+        default=20.0,
+        gt=0,
+        description="Event-loop lag (ms) above which the router sheds "
+        "new mirrors: it is busy with live work.",
     )
     config_ttl_s: float = Field(
         default=2.0, gt=0, description="How long the router caches an experiment's config."
@@ -78,6 +82,21 @@ class Settings(BaseSettings):
         default=None,
         description="Secret shared by all router runners to sign request ids; unset: "
         "derived from DATABASE_URL.",
+    )
+
+    controller: bool = Field(
+        default=True,
+        description="Run the rollout controller in the router (one acts at a time across "
+        "runners, by lease).",
+    )
+    controller_interval_s: float = Field(
+        default=3.0, gt=0, description="How often the rollout controller evaluates (s)."
+    )
+    controller_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the controller's lease lasts without renewal (s): a dead "
+        "controller is replaced within this time.",
     )
 
     @property

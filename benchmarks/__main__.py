@@ -14,6 +14,8 @@ BENCHMARKS = (
     "benchmarks.bench_dashboard",
     "benchmarks.bench_router",
     "benchmarks.bench_ingest",
+    "benchmarks.bench_sigkill",
+    "benchmarks.bench_rollout",
 )
 
 

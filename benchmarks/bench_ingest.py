@@ -3,8 +3,8 @@
 Both write the same ``--rows`` request records (``--units`` distinct units, log-normal
 latencies, 2% errors) into a fresh embedded PostgreSQL, in the same process:
 
-* **COPY** (baseline): ``COPY requests FROM STDIN`` of the rows in one transaction: no
-  staging, no rollups, nothing the analysis could read without a scan;
+* **COPY** (baseline): ``COPY requests FROM STDIN (FORMAT BINARY)`` of the rows in one
+  transaction: no staging, no rollups, nothing the analysis could read without a scan;
 * **writer**: the router's ``BatchWriter`` with its default settings and
   ``logstore.write_batch`` (COPY into a staging table, then one statement that moves the
   rows into ``requests`` and adds them to the per-unit rollups and latency histogram).
@@ -24,7 +24,6 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,14 +33,18 @@ from abplatform import service
 from abplatform.core.records import RequestRecord
 from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.local.postgres import start_embedded_postgres
+from abplatform.serving.ids import RequestIds
 from abplatform.settings import Settings
 from abplatform.store import connection, logstore
 from abplatform.store.migrate import upgrade
+from abplatform.store.models import RequestLog
 from abplatform.store.writer import BatchWriter
 
 
 def make_rows(n: int, units: int, seed: int = 1) -> list[RequestRecord]:
-    """``n`` request records of one running experiment (ids filled in by the caller)."""
+    """``n`` request records of one running experiment (ids filled in by the caller), with
+    request ids made as the router makes them (time first, see ``serving.ids``)."""
+    ids = RequestIds.from_secret("bench")
     rng = np.random.default_rng(seed)
     unit = rng.integers(0, units, n)
     latency = rng.lognormal(3.5, 0.5, n)
@@ -49,7 +52,7 @@ def make_rows(n: int, units: int, seed: int = 1) -> list[RequestRecord]:
     t0 = datetime.now(UTC) - timedelta(hours=1)
     return [
         RequestRecord(
-            request_id=uuid.uuid4().hex,
+            request_id=ids.new(),
             experiment_id=0,
             phase_id=0,
             unit_id=f"user-{u}",
@@ -94,7 +97,9 @@ def time_copy(db: connection.Database, rows: list[RequestRecord]) -> float:
     reset(db)
     t0 = time.perf_counter()
     with db.engine.begin() as conn:
-        logstore.copy_rows(conn, "requests", RequestRecord.columns(), [r.as_row() for r in rows])
+        columns = RequestRecord.columns()
+        types = logstore.copy_types(RequestLog, columns)  # binary COPY, as the writer does
+        logstore.copy_rows(conn, "requests", columns, [r.as_row() for r in rows], types)
     return time.perf_counter() - t0
 
 

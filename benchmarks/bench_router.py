@@ -80,7 +80,10 @@ class Caller:
         self.router = stack.router_url
         self.delay_ms = delay_ms
         verify = ssl.create_default_context(cafile=str(stack.fal.trust_bundle))
-        limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+        # Idle connections expire before uvicorn's 5 s keep-alive closes them between rounds
+        limits = httpx.Limits(
+            max_connections=clients * 2, max_keepalive_connections=clients * 2, keepalive_expiry=2.0
+        )
         self.client = httpx.AsyncClient(
             verify=verify, limits=limits, timeout=60, trust_env=False,
             headers={"authorization": "Key local-key-id:local-key-secret"},

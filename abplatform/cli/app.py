@@ -1,8 +1,9 @@
 """The ``abplatform`` command line (Typer): the composition root of the CLI.
 
 Commands: ``up``, ``demo``, ``dashboard``, ``experiment create|list|show|start|set-weights|
-promote|stop|audit``, ``route create|update|list|show|audit``, ``report``, ``prices``,
-``import``, ``power``, ``db upgrade|downgrade``. Every
+promote|stop|audit``, ``route create|update|list|show|audit``, ``rollout create|list|show|
+pause|resume|override``, ``controller``, ``report``, ``prices``, ``import``, ``power``,
+``db upgrade|downgrade``. Every
 command that needs the database applies pending migrations first. Errors print what was
 wrong and what is allowed, and exit non-zero without changing anything.
 """
@@ -14,6 +15,7 @@ import typer
 from abplatform.cli.admin import db_app
 from abplatform.cli.experiments import experiment_app
 from abplatform.cli.reports import import_cmd, power_cmd, report_cmd
+from abplatform.cli.rollouts import controller_cmd, rollout_app
 from abplatform.cli.routes import prices_cmd, route_app
 from abplatform.local.commands import dashboard_cmd, demo, up
 
@@ -26,6 +28,8 @@ app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(route_app, name="route")
 app.add_typer(db_app, name="db")
+app.add_typer(rollout_app, name="rollout")
+app.command("controller")(controller_cmd)
 app.command("up")(up)
 app.command("dashboard")(dashboard_cmd)
 app.command("demo")(demo)

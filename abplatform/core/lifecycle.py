@@ -90,12 +90,88 @@ def serves(status: str) -> bool:
     return status in SERVING
 
 
+# ----------------------------------------------------------------------------- rollouts
+
+
+class RolloutStatus(enum.StrEnum):
+    """A safe rollout's lifecycle (see :data:`ROLLOUT_TRANSITIONS`).
+
+    ::
+
+        ramping ──advance──▶ ramping (next step)     ramping ⇄ paused (pause / resume)
+           │  ╲                                       ramping|paused ──roll back──▶ rolled_back
+           │   promote ──▶ promoted                   ramping|paused ──promote────▶ promoted
+           end (the experiment was ended outside the rollout) ──▶ ended
+    """
+
+    RAMPING = "ramping"
+    PAUSED = "paused"
+    ROLLED_BACK = "rolled_back"
+    PROMOTED = "promoted"
+    ENDED = "ended"
+
+
+class RolloutCommand(enum.StrEnum):
+    """What the controller or an operator does to a rollout."""
+
+    ADVANCE = "advance"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ROLL_BACK = "roll_back"
+    PROMOTE = "promote"
+    END = "end"
+
+
+_LIVE_ROLLOUT = frozenset({RolloutStatus.RAMPING, RolloutStatus.PAUSED})
+
+ROLLOUT_TRANSITIONS: dict[RolloutCommand, tuple[frozenset[RolloutStatus], RolloutStatus, str]] = {
+    RolloutCommand.ADVANCE: (
+        frozenset({RolloutStatus.RAMPING, RolloutStatus.PAUSED}),
+        RolloutStatus.RAMPING,
+        "advance",
+    ),
+    RolloutCommand.PAUSE: (frozenset({RolloutStatus.RAMPING}), RolloutStatus.PAUSED, "pause"),
+    RolloutCommand.RESUME: (frozenset({RolloutStatus.PAUSED}), RolloutStatus.RAMPING, "resume"),
+    RolloutCommand.ROLL_BACK: (_LIVE_ROLLOUT, RolloutStatus.ROLLED_BACK, "roll back"),
+    RolloutCommand.PROMOTE: (_LIVE_ROLLOUT, RolloutStatus.PROMOTED, "promote"),
+    RolloutCommand.END: (_LIVE_ROLLOUT, RolloutStatus.ENDED, "end"),
+}
+"""Rollout command → (states it is allowed from, state it leads to, verb for messages).
+The controller skips paused rollouts; an operator's override may advance one, and it then
+ramps again from the new step."""
+
+ACTIVE_ROLLOUT: frozenset[RolloutStatus] = _LIVE_ROLLOUT
+"""Rollout states in which it still steers its experiment's weights."""
+
+
+def check_rollout_transition(name: str, status: str, command: RolloutCommand) -> RolloutStatus:
+    """The rollout state ``command`` leads to from ``status``.
+
+    Raises:
+        ConflictError: not allowed from ``status``; the message names the allowed states.
+    """
+    allowed, to, verb = ROLLOUT_TRANSITIONS[command]
+    current = RolloutStatus(status)
+    if current not in allowed:
+        states = " or ".join(sorted(s.value for s in allowed))
+        raise ConflictError(
+            f"cannot {verb} the rollout of '{name}': it is {current.value.replace('_', ' ')}, "
+            f"and this is allowed only when it is {states.replace('_', ' ')}"
+        )
+    return to
+
+
 __all__ = [
+    "ACTIVE_ROLLOUT",
+    "ROLLOUT_TRANSITIONS",
     "SERVING",
     "TRANSITIONS",
     "Command",
     "ExperimentStatus",
+    "RolloutCommand",
+    "RolloutStatus",
     "Transition",
+    "check_rollout_transition",
     "check_transition",
     "serves",
 ]

@@ -85,9 +85,7 @@ def shown(metric: str, x: float | None) -> float | None:
     return None if x is None else (x * PER_K if is_cost(metric) else x)
 
 
-def shown_interval(
-    metric: str, ci: tuple[float, float] | None
-) -> tuple[float, float] | None:
+def shown_interval(metric: str, ci: tuple[float, float] | None) -> tuple[float, float] | None:
     """An interval of ``metric`` in the unit :func:`metric_label` names."""
     return None if ci is None else (shown(metric, ci[0]), shown(metric, ci[1]))  # type: ignore[return-value]
 

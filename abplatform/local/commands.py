@@ -128,11 +128,14 @@ def demo(
         typer.Option(help="loop: the A/B loop (create, traffic, report, promote); patterns: "
                      "route by image size, a pipeline variant, cost per request."),
     ] = "loop",
+    rollouts: Annotated[
+        bool, typer.Option(help="Then two safe rollouts: one promoted, one rolled back.")
+    ] = True,
 ) -> None:  # fmt: skip
     """The user's loop end to end: start the stack, create an experiment, send traffic,
-    report, promote the winner, verify routing and logging, shut down. With
-    ``--scenario patterns``: fal's routing patterns (route by input, pipeline variant,
-    cost per request), measured."""
+    report, promote the winner, verify routing and logging; then a safe rollout of a
+    healthy and of a regressed version; shut down. With ``--scenario patterns``: fal's
+    routing patterns (route by input, pipeline variant, cost per request), measured."""
     from abplatform.local.demo import run_demo
 
     if scenario not in ("loop", "patterns"):
@@ -152,6 +155,7 @@ def demo(
             concurrency=concurrency,
             seed=seed,
             console=console,
+            rollouts=rollouts,
         )
     except RuntimeError as exc:
         fail(str(exc), code=1)

@@ -8,6 +8,8 @@
 4. Print the stats report; promote the better version.
 5. Send more requests and show that every one went to the winner; check that the log has
    exactly one row per request.
+6. Safe rollouts (:mod:`abplatform.local.demo_rollout`): a healthy version ramps and is
+   promoted, a regressed one is rolled back, by the controller inside the router.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from abplatform import service
 from abplatform.cli.render import render
 from abplatform.core.report import Report
+from abplatform.local.demo_rollout import BACKENDS as ROLLOUT_BACKENDS
+from abplatform.local.demo_rollout import CONTROLLER_ENV, run_rollout_demo
+from abplatform.local.falcloud import DEFAULT_BACKENDS
 from abplatform.local.stack import LocalStack
 from abplatform.service.reports import build_report
 
@@ -203,6 +208,7 @@ def run_demo(
     concurrency: int = 4,
     seed: int = 7,
     console: Console | None = None,
+    rollouts: bool = True,
 ) -> dict[str, Any]:
     """Run the user's loop end to end and return its key figures (also printed).
 
@@ -213,7 +219,8 @@ def run_demo(
     rng = np.random.default_rng(seed)
     name = f"model-v2-rollout-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     console.rule("[bold]abplatform demo")
-    with LocalStack(home) as stack:
+    backends = {**DEFAULT_BACKENDS, **(ROLLOUT_BACKENDS if rollouts else {})}
+    with LocalStack(home, extra_router_env=CONTROLLER_ENV, backends=backends) as stack:
         assert stack.db is not None
         console.print(f"stack up: router {stack.router_url}, database {_safe(stack.db.url)}")
         create_demo_experiment(stack, name)
@@ -253,6 +260,12 @@ def run_demo(
             f"{first.sent + second.sent:,} in total → {logged_total:,} rows"
         )
         check_demo(first, second, winner, after_promotion, logged_first, logged_total)
+        ramp = run_rollout_demo(stack, console, rng=rng) if rollouts else None
+    if ramp is not None:
+        console.print(f"safe rollouts: {ramp.requests:,} requests in {ramp.seconds:.0f} s")
+        for view in ramp.rollouts.values():
+            line = f"  {view.experiment}: rollout [bold]{view.status}[/] at {view.step_label}"
+            console.print(f"{line}: {(view.last_action or {}).get('code', '')}")
     console.rule("[bold green]demo complete: stack stopped")
     return {
         "experiment": name,
@@ -261,6 +274,7 @@ def run_demo(
         "winner": winner,
         "after_promotion": dict(second.by_variant),
         "decision": report.decision.action,
+        "rollouts": {n: v.status for n, v in ramp.rollouts.items()} if ramp else {},
     }
 
 

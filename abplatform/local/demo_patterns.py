@@ -123,8 +123,10 @@ async def send_route_traffic(
             out.wrong += (body["rule"] == "large") != large
             if large and body.get("in_experiment") and draws[i, 1] < 0.5:
                 liked = float(draws[i, 2] < THUMBS_UP[body["variant"]])
-                fb = await client.post(f"{router_url}/feedback", json={
-                    "request_id": body["request_id"], "metric": "thumbs_up", "value": liked})
+                fb = await client.post(
+                    f"{router_url}/feedback",
+                    json={"request_id": body["request_id"], "metric": "thumbs_up", "value": liked},
+                )
                 fb.raise_for_status()
                 out.feedback += 1
 

@@ -50,7 +50,7 @@ from abplatform.local.processes import (
     free_port,
     start_service,
 )
-from abplatform.local.queue import QUEUE_CONFIG_ENV, RouteSpec
+from abplatform.local.queue import QUEUE_CONFIG_ENV, Fault, RouteSpec
 from abplatform.local.tls import LocalCertificate, ensure_local_certificate, ensure_trust_bundle
 
 __all__ = ["DEFAULT_BACKENDS", "BackendSpec", "LocalFal"]
@@ -375,10 +375,12 @@ class LocalFal:
         return service
 
     def add_route(
-        self, app_id: str, url: str, concurrency: int = 1, replicas: Sequence[str] = ()
-    ) -> None:
+        self, app_id: str, url: str, concurrency: int = 1, replicas: Sequence[str] = (),
+        fault: Fault | None = None,
+    ) -> None:  # fmt: skip
         """Route fal app id ``app_id`` ("owner/alias") to ``url`` in the running gateway
-        (and round-robin over ``replicas``, more runners of the same app).
+        (and round-robin over ``replicas``, more runners of the same app), optionally with
+        an injected regression (``fault``: failures, slowdown).
 
         Raises:
             httpx.HTTPStatusError: the gateway rejected it (invalid id or URL).
@@ -388,10 +390,13 @@ class LocalFal:
         with httpx.Client(verify=verify, trust_env=False, timeout=10.0) as client:
             resp = client.put(
                 f"{self.queue_url}/_localfal/routes/{app_id}",
-                json={"url": url, "concurrency": concurrency, "replicas": list(replicas)},
-            )
+                json={
+                    "url": url, "concurrency": concurrency, "replicas": list(replicas),
+                    **({"fail_rate": fault.fail_rate, "slowdown": fault.slowdown} if fault else {}),
+                },
+            )  # fmt: skip
             resp.raise_for_status()
-        self.extra_routes[app_id] = RouteSpec(url, concurrency, tuple(replicas))
+        self.extra_routes[app_id] = RouteSpec(url, concurrency, tuple(replicas), fault)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,6 +23,8 @@ endpoint path, e.g. ``""`` for ``POST /`` of the app):
 ``ANY /{app}[/{path}]``                      direct run: proxied straight to the app
 ``GET /health``                              ``{"status": "ok", "apps": [...]}``
 ``GET|PUT|DELETE /_localfal/routes[/{app}]``  inspect / add / remove routes at run time
+                                             (``fail_rate``, ``slowdown``: inject a
+                                             regression, :class:`~abplatform.local.queue.Fault`)
 ===========================================  ===============================================
 
 Behaviour:
@@ -62,6 +64,7 @@ from pydantic import BaseModel, Field
 from abplatform.local.queue import (
     QUEUE_CONFIG_ENV,
     REQUEST_ID_HEADER,
+    Fault,
     QueueStandIn,
     RouteSpec,
     _json,
@@ -84,6 +87,8 @@ class RouteBody(BaseModel):
     url: str = Field(min_length=1, description="Base URL of the app, e.g. http://127.0.0.1:8101")
     concurrency: int = Field(default=1, ge=1, le=1024, description="Queued requests at once.")
     replicas: list[str] = Field(default_factory=list, description="More runners' base URLs.")
+    fail_rate: float = Field(default=0.0, ge=0, le=1, description="Injected failures (fraction).")
+    slowdown: float = Field(default=1.0, ge=1, le=100, description="Injected slowdown factor.")
 
 
 def create_queue_app(
@@ -169,7 +174,10 @@ def _add_admin_routes(app: FastAPI, queue: QueueStandIn) -> None:
     @app.put("/_localfal/routes/{owner}/{alias}")
     async def put_route(owner: str, alias: str, body: RouteBody) -> Response:
         try:
-            spec = RouteSpec(body.url, body.concurrency, tuple(body.replicas))
+            fault = None
+            if body.fail_rate > 0 or body.slowdown > 1:
+                fault = Fault(body.fail_rate, body.slowdown)
+            spec = RouteSpec(body.url, body.concurrency, tuple(body.replicas), fault)
             queue.set_route(f"{owner}/{alias}", spec)
         except ValueError as exc:
             return _json(422, {"detail": str(exc)})

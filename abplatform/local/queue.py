@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import httpx
 from fastapi.responses import JSONResponse
 
-__all__ = ["QUEUE_CONFIG_ENV", "QueueStandIn", "RouteSpec"]
+__all__ = ["QUEUE_CONFIG_ENV", "Fault", "QueueStandIn", "RouteSpec"]
 
 log = logging.getLogger("abplatform.local.queue")
 
@@ -42,15 +43,32 @@ _FORWARD_RESPONSE_HEADERS = ("content-type",)
 State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A regression injected into an app id's route, for demos and tests (never into a
+    backend's code): ``fail_rate`` (a fraction) of its calls answer 500 without reaching
+    the app; the others take ``slowdown`` times as long (the gateway waits the extra time
+    after the app has answered)."""
+
+    fail_rate: float = 0.0
+    slowdown: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fail_rate <= 1.0 or not 1.0 <= self.slowdown <= 100.0:
+            raise ValueError(f"need 0 <= fail_rate <= 1 and 1 <= slowdown <= 100, got {self}")
+
+
 @dataclass
 class RouteSpec:
     """Where an app id is served: ``url`` (e.g. ``http://127.0.0.1:8101``), more runners
     of the same app (``replicas``: requests go round-robin over all, as fal spreads them
-    over an app's runners), and how many queued requests may run at once."""
+    over an app's runners), how many queued requests may run at once, and an injected
+    :class:`Fault` (None: none)."""
 
     url: str
     concurrency: int = 1
     replicas: tuple[str, ...] = ()
+    fault: Fault | None = None
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -185,6 +203,7 @@ class QueueStandIn:
             url=spec.url.rstrip("/"),
             concurrency=spec.concurrency,
             replicas=tuple(u.rstrip("/") for u in spec.replicas),
+            fault=spec.fault,
         )
 
     def unknown_app(self, app_id: str) -> JSONResponse:
@@ -222,6 +241,20 @@ class QueueStandIn:
         if spec is None:
             payload = {"detail": f"Application {app_id!r} is no longer routed"}
             return 502, json.dumps(payload).encode(), {"content-type": "application/json"}
+        fault = spec.fault
+        if fault is not None and random.random() < fault.fail_rate:
+            payload = {"detail": f"injected failure (a fault on the route of {app_id})"}
+            return 500, json.dumps(payload).encode(), {"content-type": "application/json"}
+        started = time.monotonic()
+        result = await self._call_runner(app_id, spec, method, path, body, headers)
+        if fault is not None and fault.slowdown > 1.0:
+            await asyncio.sleep((fault.slowdown - 1.0) * (time.monotonic() - started))
+        return result
+
+    async def _call_runner(
+        self, app_id: str, spec: RouteSpec, method: str, path: str, body: bytes,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
         urls = self._runner_order(app_id, spec.urls, headers)
         for attempt in range(len(urls)):
             base = urls[attempt]

@@ -14,8 +14,8 @@ summing to 100; coverage 0–100) and fractions in the database.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,20 @@ from abplatform.core.views import ExperimentView, WeightChangePreview
 from abplatform.settings import get_settings
 from abplatform.store import experiments as repo
 from abplatform.store.models import Experiment
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """How a command made on behalf of another one is audited: the audit ``action``
+    (None: the command's own name), ``extra`` fields of the entry (e.g. the figures that
+    justified a rollout's step), the new phase's ``phase_reason`` (None: the command's
+    own), and whether to ``commit`` (False: the caller commits its other writes with it)."""
+
+    action: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    phase_reason: str | None = None
+    commit: bool = True
+
 
 # ----------------------------------------------------------------------------- reads
 
@@ -214,15 +228,19 @@ def _begin(
 
 
 def start_experiment(
-    session: Session, name: str, *, actor: str, expected_version: int | None = None
-) -> ExperimentView:
-    """Move a draft experiment to ``running``; the router starts serving it."""
+    session: Session, name: str, *, actor: str, expected_version: int | None = None,
+    commit: bool = True,
+) -> ExperimentView:  # fmt: skip
+    """Move a draft experiment to ``running``; the router starts serving it (``commit``
+    False: leave the transaction open for the caller's other writes)."""
     exp, target, before = _begin(session, name, Command.START, expected_version)
     at = repo.now()
     exp.status = target.value
     exp.started_at = at
     exp.phases[-1].started_at = at
-    return repo.finish_write(session, exp, actor=actor, action="start", before=before)
+    return repo.finish_write(
+        session, exp, actor=actor, action="start", before=before, commit=commit
+    )
 
 
 def _check_weight_change(
@@ -293,11 +311,14 @@ def set_weights(
     mode: ReallocationMode = "sticky",
     coverage: float | None = None,
     expected_version: int | None = None,
+    audit: AuditNote | None = None,
 ) -> ExperimentView:
     """Change split weights (percent) and optionally coverage (percent): starts a new phase.
 
     ``mode="sticky"`` keeps assignments with minimal movement; ``"rerandomize"`` draws a
-    new hash seed for the new phase. Allowed for draft and running experiments.
+    new hash seed for the new phase. Allowed for draft and running experiments. ``audit``
+    names the action in the audit log, adds fields to its entry and may leave the
+    transaction open (a rollout's step: see :class:`AuditNote`).
 
     Raises:
         InvalidInputError: bad weights/coverage/mode, or no change. NotFoundError: unknown
@@ -306,12 +327,15 @@ def set_weights(
     """
     exp, _, before = _begin(session, name, Command.SET_WEIGHTS, expected_version)
     mode, fractions, new_cov = _check_weight_change(exp, weights, mode, coverage)
-    repo.start_phase(exp, fractions, mode, new_cov, reason=f"weights changed ({mode})")
+    note = audit or AuditNote()
+    reason = note.phase_reason or f"weights changed ({mode})"
+    repo.start_phase(exp, fractions, mode, new_cov, reason=reason)
     exp.coverage = new_cov
     exp.updated_at = repo.now()
     return repo.finish_write(
-        session, exp, actor=actor, action="set_weights", before=before, extra={"mode": mode}
-    )
+        session, exp, actor=actor, action=note.action or "set_weights", before=before,
+        extra={"mode": mode, **note.extra}, commit=note.commit,
+    )  # fmt: skip
 
 
 def promote(
@@ -321,11 +345,13 @@ def promote(
     *,
     actor: str,
     expected_version: int | None = None,
+    audit: AuditNote | None = None,
 ) -> ExperimentView:
     """Declare ``variant_key`` the winner: it gets 100%, the experiment becomes concluded.
 
     The router then sends every request to the winner's backend. Promoting the control is
-    the roll-back. Allowed for running (and draft) experiments.
+    the roll-back. Allowed for running (and draft) experiments. ``audit``: see
+    :func:`set_weights`.
     """
     exp, target, before = _begin(session, name, Command.PROMOTE, expected_version)
     index = next((i for i, v in enumerate(exp.variants) if v.key == variant_key), None)
@@ -336,12 +362,17 @@ def promote(
         )
     fractions = [0.0] * len(exp.variants)
     fractions[index] = 1.0
-    repo.start_phase(exp, fractions, "sticky", 1.0, reason=f"promoted {variant_key}")
+    note = audit or AuditNote()
+    reason = note.phase_reason or f"promoted {variant_key}"
+    repo.start_phase(exp, fractions, "sticky", 1.0, reason=reason)
     exp.coverage = 1.0
     exp.winner_variant_id = exp.variants[index].id
     exp.status = target.value
     exp.ended_at = repo.now()
-    return repo.finish_write(session, exp, actor=actor, action="promote", before=before)
+    return repo.finish_write(
+        session, exp, actor=actor, action=note.action or "promote", before=before,
+        extra=dict(note.extra), commit=note.commit,
+    )  # fmt: skip
 
 
 def stop_experiment(
@@ -361,6 +392,7 @@ def stop_experiment(
 
 
 __all__ = [
+    "AuditNote",
     "as_dict",
     "audit_log",
     "create_experiment",

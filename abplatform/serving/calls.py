@@ -101,11 +101,20 @@ def from_exception(exc: BaseException, app_id: str, timeout_s: float, path: str)
 
 
 def pooled_client(timeout_s: float, keepalive: int = 256) -> fal_client.AsyncClient:
-    """A ``fal_client.AsyncClient`` whose pool keeps ``keepalive`` idle connections.
+    """A ``fal_client.AsyncClient`` on aiohttp's connection pool, keeping up to
+    ``keepalive`` connections.
 
-    fal_client's own inner client keeps 20, so past 20 concurrent calls every call opened
-    a new TLS connection (``SSLObject.do_handshake`` in the profile of issue 10). Same
-    client otherwise: its transport with the backup domains, headers, key and timeout.
+    Same client as fal_client's own otherwise (its transport with the backup domains,
+    headers, key and timeout); only the innermost HTTP transport changes, through
+    ``httpx-aiohttp`` (the aiohttp transport the OpenAI and Anthropic SDKs ship):
+
+    * fal_client's inner client keeps 20 connections, so past 20 concurrent calls every
+      call opened a new TLS connection (``SSLObject.do_handshake`` in issue 10's profile);
+    * httpcore's pool checks every idle connection with a ``poll`` syscall on each request
+      (``_assign_requests_to_connections``), so its cost per request grows with the pool:
+      router CPU per request with the echo backend, httpcore against aiohttp, 5.16 against
+      3.49 ms at 8 clients and 10.87 against 3.75 ms at 64 clients (one run each, same
+      session; ``/tmp`` scratch script over ``benchmarks.bench_router``'s stack).
     """
     from asyncstdlib import cached_property as async_cached_property
     from fal_client.client import USER_AGENT, AsyncBackupDomainTransport
@@ -114,10 +123,10 @@ def pooled_client(timeout_s: float, keepalive: int = 256) -> fal_client.AsyncCli
         @async_cached_property(asyncio.Lock)
         async def _client(self) -> httpx.AsyncClient:
             auth = await self._auth
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive)
-            transport = AsyncBackupDomainTransport(
-                transport=httpx.AsyncHTTPTransport(limits=limits)
-            )
+            from httpx_aiohttp import AiohttpTransport
+
+            limits = httpx.Limits(max_connections=keepalive, max_keepalive_connections=keepalive)
+            transport = AsyncBackupDomainTransport(transport=AiohttpTransport(limits=limits))
             return httpx.AsyncClient(
                 transport=transport,
                 headers={"Authorization": auth.header_value, "User-Agent": USER_AGENT},
@@ -189,17 +198,24 @@ class BackendCaller:
     async def _await_completion(
         client: httpx.AsyncClient, status_url: str
     ) -> dict[str, Any] | None:
-        """Follow the status stream until COMPLETED (that status object) or until it
-        ends (None)."""
+        """Follow the status stream until it ends; the COMPLETED status object, or None
+        when it never said COMPLETED.
+
+        The stream is read to its end (fal closes it right after COMPLETED) rather than
+        left at COMPLETED: a response closed early takes its connection with it, and the
+        next call paid a new TLS handshake (``SSLObject.do_handshake`` was 9% of the
+        router's CPU in queue mode, issue 10's profile)."""
+        completed: dict[str, Any] | None = None
         async with aconnect_sse(client, "GET", status_url + "/stream", timeout=None) as events:
             if events.response.status_code >= 400:
+                await events.response.aread()
                 return None
             async for event in events.aiter_sse():
                 if event.data:
                     status = json.loads(event.data)
                     if status.get("status") == "COMPLETED":
-                        return status  # type: ignore[no-any-return]
-        return None
+                        completed = status
+        return completed
 
 
 RUNNER_HINT_HEADER = "X-Fal-Runner-Hint"

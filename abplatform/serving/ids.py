@@ -1,11 +1,16 @@
 """Request ids that every router runner recognises without asking the database.
 
-A request id is 24 random hex digits plus an 8-hex-digit tag, HMAC-SHA256 of them under
+A request id is 12 hex digits of the time in milliseconds, 12 random hex digits, and an
+8-hex-digit tag, HMAC-SHA256 of the first 24 under
 a key all runners share (``ABPLATFORM_REQUEST_ID_KEY``, by default derived from the
 database URL, which every runner of one deployment has). Feedback that reaches a runner
 other than the one that served the request is accepted when the tag is right, and its
 unit is taken from the request's row when it is written; a mistyped or invented id is
 refused at once (404). The tag is 32 bits: it tells typos from ids, it is no secret.
+
+Time first: ids of one moment sort together, so the log's primary-key index takes new
+rows at its right edge instead of at random pages (issue 10's ingest profile); 48 random
+bits per millisecond keep ids of many runners apart.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 
 TAG_HEX = 8
-RANDOM_BYTES = 12
+BODY_BYTES = 12
+"""Length of the id's body in bytes (24 hex digits): 6 of time, 6 random."""
 
 
 class RequestIds:
@@ -34,14 +41,14 @@ class RequestIds:
 
     def new(self) -> str:
         """A fresh id."""
-        body = secrets.token_hex(RANDOM_BYTES)
+        body = f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(6)}"
         return body + self._tag(body)
 
     def is_ours(self, request_id: str) -> bool:
         """Whether ``request_id`` was made by a runner with the same key."""
-        if len(request_id) != 2 * RANDOM_BYTES + TAG_HEX:
+        if len(request_id) != 2 * BODY_BYTES + TAG_HEX:
             return False
-        body, tag = request_id[: 2 * RANDOM_BYTES], request_id[2 * RANDOM_BYTES :]
+        body, tag = request_id[: 2 * BODY_BYTES], request_id[2 * BODY_BYTES :]
         return hmac.compare_digest(self._tag(body), tag)
 
 

@@ -214,9 +214,7 @@ def find_request(session: Session, request_id: str) -> tuple[int, int, str] | No
     return (row[0], row[1], row[2]) if row else None
 
 
-def namespace_slices(
-    session: Session, namespace: str
-) -> list[tuple[str, str, float, float]]:
+def namespace_slices(session: Session, namespace: str) -> list[tuple[str, str, float, float]]:
     """``(name, status, start, end)`` (fractions) of every experiment in ``namespace``."""
     rows = session.execute(
         sa.select(

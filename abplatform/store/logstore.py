@@ -1,11 +1,20 @@
 """Bulk writes of request and outcome records (the router's only database writes).
 
 A batch is copied (``COPY``) into a per-connection staging table and moved into the log
-table by one statement that also adds the rows it inserted to the rollups
-(:mod:`abplatform.store.rollups`): a data-modifying CTE ``INSERT ... ON CONFLICT DO
-NOTHING RETURNING *`` feeds the rollup upserts, so a row is counted exactly once even when
-a batch is retried after a lost acknowledgement (request rows are keyed by
-``request_id``, outcome rows by ``outcome_key``).
+table by one statement that also adds its rows to the rollups
+(:mod:`abplatform.store.rollups`), so a row is counted exactly once even when a batch is
+retried after a lost acknowledgement (request rows are keyed by ``request_id``, outcome
+rows by ``outcome_key``):
+
+* **Fast path** (:data:`FAST_MOVE_REQUESTS`): a plain ``INSERT ... SELECT`` and rollups
+  from the staged rows, inside a savepoint. It is taken when every staged row has a known
+  experiment phase; a row already logged makes it fail on the primary key, and then
+* **the idempotent path** (:data:`MOVE_REQUESTS`) runs: ``INSERT ... ON CONFLICT DO
+  NOTHING RETURNING *`` feeds the rollups only the rows it inserted.
+
+The fast path skips the speculative insertion and the materialised ``RETURNING`` of the
+idempotent one: 20,000-row batches move in about half the time (EXPLAIN ANALYZE, issue 10),
+and retried batches, the only ones that take the slow path, are rare.
 """
 
 from __future__ import annotations
@@ -13,11 +22,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from abplatform.core.records import OutcomeRecord, RequestRecord
 from abplatform.store import rollups
+from abplatform.store.models import Base, Outcome, RequestLog
+
+#: SQLAlchemy column types → PostgreSQL type names for binary COPY (subclasses first).
+_PG_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
+    (sa.BigInteger, "int8"),
+    (sa.Integer, "int4"),
+    (sa.Boolean, "bool"),
+    (sa.Double, "float8"),
+    (sa.DateTime, "timestamptz"),
+    (sa.String, "text"),
+    (JSONB, "jsonb"),
+)
+
+UNIQUE_VIOLATION = "23505"
+"""PostgreSQL's SQLSTATE for a duplicate key."""
 
 _REQUEST_COLUMNS = ", ".join(RequestRecord.columns())
 _OUTCOME_COLUMNS = ", ".join(OutcomeRecord.columns())
@@ -53,6 +81,22 @@ SELECT (SELECT count(*) FROM ins),
 (experiment, phase) does not exist are refused (counted in the second column): the log
 table has no per-row foreign key checks, this one set-wise check stands in for them. A
 route's request outside any experiment has neither (and a route)."""
+
+FAST_MOVE_REQUESTS = f"""
+WITH ins AS (
+    INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS} FROM staging_requests
+),
+totals AS ({rollups.upsert_unit_totals("staging_requests")}),
+buckets AS ({rollups.upsert_latency_buckets("staging_requests")}),
+call_totals AS ({rollups.upsert_call_totals("staging_requests")}),
+call_buckets AS ({rollups.upsert_call_buckets("staging_requests")})
+SELECT count(*) FROM staging_requests
+"""
+"""Staged request rows, none logged before and all of a known phase, into ``requests`` and
+the rollups. Fails on the primary key if any row was logged before (a retried batch)."""
+
+UNKNOWN_PHASES = f"SELECT count(*) FROM staging_requests s WHERE NOT {_KNOWN_PHASE}"
+"""How many staged request rows have no such (experiment, phase)."""
 
 _RESOLVED = ", ".join(
     {
@@ -102,19 +146,85 @@ class BatchResult(NamedTuple):
     refused_outcomes: int = 0
 
 
+def copy_types(model: type[Base], columns: Sequence[str]) -> list[str]:
+    """PostgreSQL type names of ``columns`` of ``model``'s table, for a binary ``COPY``.
+
+    Raises:
+        TypeError: a column type this mapping does not know.
+    """
+    out = []
+    for name in columns:
+        kind = model.__table__.columns[name].type
+        for sa_type, pg in _PG_TYPES:
+            if isinstance(kind, sa_type):
+                out.append(pg)
+                break
+        else:
+            raise TypeError(f"no binary COPY type for {model.__tablename__}.{name}: {kind!r}")
+    return out
+
+
+_REQUEST_TYPES = copy_types(RequestLog, RequestRecord.columns())
+_OUTCOME_TYPES = copy_types(Outcome, OutcomeRecord.columns())
+
+
+def _json_text_as_jsonb(row: Sequence[Any], positions: Sequence[int]) -> Sequence[Any]:
+    """``row`` with its JSON text at ``positions`` marked for the binary jsonb dumper
+    (which would otherwise encode the text as a JSON string)."""
+    if all(row[i] is None for i in positions):
+        return row
+    out = list(row)
+    for i in positions:
+        if out[i] is not None:
+            out[i] = Jsonb(out[i], dumps=str)
+    return out
+
+
 def copy_rows(
-    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    connection: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    types: Sequence[str] | None = None,
 ) -> None:
     """Bulk-load ``rows`` into ``table`` with PostgreSQL ``COPY`` on a SQLAlchemy connection.
 
-    About ten times faster than INSERT for 10^5 rows (platform notes). Runs inside the
-    caller's transaction, so a failure leaves nothing behind.
+    About ten times faster than INSERT for 10^5 rows (platform notes). With ``types`` (the
+    columns' PostgreSQL types, :func:`copy_types`) the copy is binary, which skips
+    formatting every value as text: about 5× less client CPU for request records (a
+    200,000-row copy into the staging table took 1.1 s as text, 0.2 s binary; issue 10).
+    A ``jsonb`` column takes JSON text (as :class:`RequestRecord` keeps it), sent as is.
+    Runs inside the caller's transaction, so a failure leaves nothing behind.
     """
+    json_at = [i for i, t in enumerate(types or ()) if t == "jsonb"]
+    if json_at:
+        rows = [_json_text_as_jsonb(row, json_at) for row in rows]
     raw = connection.connection.driver_connection  # psycopg 3 connection
     cols = ", ".join(columns)
-    with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+    binary = " (FORMAT BINARY)" if types else ""
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN{binary}") as copy:
+        if types:
+            copy.set_types(list(types))
         for row in rows:
             copy.write_row(row)
+
+
+def _move_requests(conn: Connection) -> tuple[int, int]:
+    """Move the staged request rows (fast path, else the idempotent one); returns rows
+    inserted and rows refused for an unknown experiment phase."""
+    if not conn.exec_driver_sql(UNKNOWN_PHASES).scalar_one():
+        savepoint = conn.begin_nested()
+        try:
+            inserted = int(conn.exec_driver_sql(FAST_MOVE_REQUESTS).scalar_one())
+        except IntegrityError as exc:
+            savepoint.rollback()
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+        else:
+            savepoint.commit()
+            return inserted, 0
+    inserted, refused = conn.exec_driver_sql(MOVE_REQUESTS).one()
+    return int(inserted), int(refused)
 
 
 def write_records(
@@ -130,12 +240,13 @@ def write_records(
     new_requests = new_outcomes = refused_requests = refused_outcomes = 0
     unresolved: tuple[str, ...] = ()
     if requests:
-        copy_rows(conn, "staging_requests", RequestRecord.columns(), [r.as_row() for r in requests])
-        inserted, refused = conn.exec_driver_sql(MOVE_REQUESTS).one()
-        new_requests, refused_requests = int(inserted), int(refused)
+        copy_rows(conn, "staging_requests", RequestRecord.columns(),
+                  [r.as_row() for r in requests], _REQUEST_TYPES)  # fmt: skip
+        new_requests, refused_requests = _move_requests(conn)
         conn.exec_driver_sql("DELETE FROM staging_requests")
     if outcomes:
-        copy_rows(conn, "staging_outcomes", OutcomeRecord.columns(), [o.as_row() for o in outcomes])
+        copy_rows(conn, "staging_outcomes", OutcomeRecord.columns(),
+                  [o.as_row() for o in outcomes], _OUTCOME_TYPES)  # fmt: skip
         count, keys, orphans = conn.exec_driver_sql(MOVE_OUTCOMES).one()
         new_outcomes, unresolved, refused_outcomes = int(count), tuple(keys), int(orphans)
         conn.exec_driver_sql("DELETE FROM staging_outcomes")
@@ -164,11 +275,13 @@ def analyze(connection: Connection) -> None:
 
 
 __all__ = [
+    "FAST_MOVE_REQUESTS",
     "MOVE_OUTCOMES",
     "MOVE_REQUESTS",
     "BatchResult",
     "analyze",
     "copy_rows",
+    "copy_types",
     "write_batch",
     "write_records",
 ]

@@ -219,7 +219,6 @@ class RequestLog(Base):
         CheckConstraint("status IN ('ok', 'error', 'timeout', 'rejected')", name="status_valid"),
         CheckConstraint("latency_ms >= 0", name="latency_nonnegative"),
         Index("ix_requests_experiment_phase", "experiment_id", "phase_id"),
-        Index("ix_requests_experiment_unit", "experiment_id", "unit_id"),
     )
 
 
@@ -379,3 +378,53 @@ class CallLatencyBucket(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_call_latency_buckets_route", "route_id"),)
+
+
+class Rollout(Base):
+    """A safe rollout of an experiment's treatment (one per experiment): its plan
+    (:class:`abplatform.core.rollout.RolloutPlan` as JSON), where it stands (``status``,
+    the 0-based ``step``, when it started, the experiment phase numbers of its steps) and
+    the controller's last evaluation (``last_action``: kind, code, reason, figures).
+    ``version`` guards against two controllers applying one step twice."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), unique=True
+    )
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    step_started_at: Mapped[datetime] = _ts()
+    phases: Mapped[list[Any]] = mapped_column(JSONB)
+    last_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('ramping', 'paused', 'rolled_back', 'promoted', 'ended')",
+            name="status_valid",
+        ),
+        CheckConstraint("step >= 0", name="step_nonnegative"),
+    )
+
+
+class ControllerLease(Base):
+    """Who acts as the rollout controller: at most one holder at a time, until
+    ``expires_at`` (the database's clock) unless it renews. ``token`` grows with every
+    new holder (a fencing token: a write checks it in its own transaction)."""
+
+    __tablename__ = "controller_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = _ts()
+    renewed_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

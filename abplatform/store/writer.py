@@ -13,8 +13,9 @@ Nothing is lost:
   log store ignores keys it already has, so a replay after a lost acknowledgement writes
   each row exactly once.
 * **Bad rows.** A batch the database refuses for its data (not for being unreachable) is
-  split in halves until the refused rows are alone; those are dropped and counted
-  (``stats.dropped``), the rest is written.
+  split in halves until the refused rows are alone; those are set aside, with the
+  database's reason, in ``dead-letter-*.jsonl`` files in ``spill_dir`` (never replayed:
+  an operator reads them) and counted (``stats.dropped``); the rest is written.
 * **Shutdown.** :meth:`close` drains within a deadline and spools what is left; the next
   writer on the same ``spill_dir`` replays it.
 * **Feedback served elsewhere.** Outcomes whose request row is not written yet (another
@@ -242,7 +243,7 @@ class BatchWriter:
     ) -> bool:
         if len(reqs) + len(outs) == 1:
             self.stats.dropped += 1
-            log.error("log row refused by the database and dropped: %s (%s)", [*reqs, *outs], exc)
+            self._dead_letter([*reqs, *outs], exc)
             return True
         half_r, half_o = len(reqs) // 2, len(outs) // 2
         if len(reqs) + len(outs) > 1 and half_r == 0 and half_o == 0:
@@ -288,6 +289,19 @@ class BatchWriter:
                 self._outcomes.append(row)
 
     # -- spool files -----------------------------------------------------------------------
+
+    def _dead_letter(self, rows: Sequence[RequestRecord | OutcomeRecord], exc: Exception) -> None:
+        """Keep rows the database refused, with its reason, where an operator finds them."""
+        log.error("log rows refused by the database, set aside: %s (%s)", rows, exc)
+        if self._spill_dir is None:
+            return
+        self._spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self._spill_dir / f"dead-letter-{time.strftime('%Y%m%d')}-{os.getpid()}.jsonl"
+        with path.open("a") as fh:
+            for row in rows:
+                kind = "request" if isinstance(row, RequestRecord) else "outcome"
+                reason = f"{type(exc).__name__}: {str(exc)[:500]}"
+                fh.write(json.dumps({"kind": kind, "row": row.to_json(), "reason": reason}) + "\n")
 
     def _spool(self) -> None:
         """Move every buffered row to a new spool file (written whole, then renamed)."""

@@ -28,11 +28,23 @@ def _state(snapshot: dict[str, Any] | None) -> str:
         parts.append(f"winner {snapshot['winner']}")
     if snapshot.get("mode"):
         parts.append(str(snapshot["mode"]))
+    if snapshot.get("share") is not None and snapshot.get("step") is not None:
+        parts.append(f"rollout step {snapshot['step'] + 1} at {snapshot['share']:g}%")
     return ", ".join(p for p in parts if p)
 
 
+def _why(after: dict[str, Any] | None) -> str:
+    """A safe rollout's reason for the change (with its figures), or an operator's note."""
+    after = after or {}
+    rollout = after.get("rollout")
+    if isinstance(rollout, dict) and rollout.get("reason"):
+        return str(rollout["reason"])
+    return str(after.get("note") or "")
+
+
 def table(entries: list[dict[str, Any]]) -> pd.DataFrame:
-    """The audit entries, newest first: time (UTC), actor, action, state before/after."""
+    """The audit entries, newest first: time (UTC), actor, action, state before/after, and
+    why (a rollout's reason with its figures, or an operator's note)."""
     return pd.DataFrame(
         [
             {
@@ -41,6 +53,7 @@ def table(entries: list[dict[str, Any]]) -> pd.DataFrame:
                 "action": e["action"],
                 "before": _state(e["before"]),
                 "after": _state(e["after"]),
+                "why": _why(e["after"]),
             }
             for e in reversed(entries)
         ]

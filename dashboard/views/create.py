@@ -12,8 +12,10 @@ from pydantic import ValidationError
 
 from abplatform import service
 from abplatform.core.metrics import BUILTIN_METRICS
+from abplatform.service import rollouts
 from abplatform.settings import get_settings
 from dashboard import access, context, nav
+from dashboard.views import rollout
 
 ERRORS_KEY = "_create_errors"
 MAX_VARIANTS = 8
@@ -123,9 +125,22 @@ def _submit() -> None:
         st.session_state[ERRORS_KEY] = _field_errors(exc)
         return
     try:
+        plan = rollout.plan_from_form(spec.fallback_to_control)
+        if plan is not None and len(spec.variants) != 2:
+            raise service.InvalidInputError(
+                f"a rollout ramps one treatment against the control: give 2 variants, not "
+                f"{len(spec.variants)}"
+            )
+    except service.ServiceError as exc:
+        st.session_state[ERRORS_KEY] = {"rollout": [str(exc)]}
+        return
+    try:
         with context.session() as session:
             view = service.create_experiment(session, spec, actor=actor)
-            if start:
+            if plan is not None:
+                rollouts.create_rollout(session, spec.name, plan, actor=actor)
+                view = service.get_experiment(session, spec.name)
+            elif start:
                 view = service.start_experiment(
                     session, spec.name, actor=actor, expected_version=view.version
                 )
@@ -239,6 +254,10 @@ def render() -> None:
             _errors(errors, f"variant-{i}")
         _errors(errors, "variants", "control", "weights")
         _settings_fields(errors)
+        st.markdown("**Safe rollout** (optional) — the controller ramps the treatment and "
+                    "starts the experiment; defaults fit model serving.")  # fmt: skip
+        rollout.form_fields()
+        _errors(errors, "rollout")
         st.form_submit_button(
             "Create experiment", key="create_submit", on_click=_submit, type="primary"
         )

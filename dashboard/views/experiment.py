@@ -23,6 +23,7 @@ from abplatform.core.analysis import default_method
 from abplatform.core.report import Report
 from abplatform.core.series import MIN_CHART_UNITS
 from dashboard import access, charts, context, data, patterns, tables
+from dashboard.views import rollout
 
 ACTION_PREFIXES = ("split_", "promote_", "end_", "start_")
 MODES = {
@@ -503,6 +504,9 @@ def body(name: str) -> None:
         st.error(str(exc))
         return
     _header(view)
+    ramp = rollout.banner(name)
+    if ramp is not None:
+        rollout.controls(ramp)
     settings = _settings(view)
     try:
         found = data.experiment_results(view, settings)

@@ -155,3 +155,42 @@ def test_operator_errors_say_what_is_allowed_and_never_preview_a_refused_change(
     assert 'status: "running" → "concluded"' in flat and "weights: [0.5, 0.5] → [0.0, 1.0]" in flat
     entries = json.loads(cli(db_url, "experiment", "audit", "img", "--json").stdout)
     assert [e["action"] for e in entries] == ["create", "start", "promote"]
+
+
+def test_a_rollout_through_the_cli(db_url: str) -> None:
+    assert cli(db_url, "experiment", "create", "ramp", *VARIANTS).returncode == 0
+    made = cli(db_url, "rollout", "create", "ramp", "--steps", "5,25,50", "--min-duration",
+               "2m", "--min-units", "50", "--margin", "latency_p95=15%")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "rollout ramping  step 1/3 at 5%" in made.stdout
+    assert "latency_p95 may rise at most 15%" in made.stdout
+    assert "each step ≥ 120 s and ≥ 50 treatment units" in made.stdout
+    shown = json.loads(cli(db_url, "rollout", "show", "ramp", "--json").stdout)
+    assert shown["plan"]["steps"] == [5.0, 25.0, 50.0] and shown["status"] == "ramping"
+    paused = cli(db_url, "rollout", "pause", "ramp", "--reason", "incident 42")
+    assert paused.returncode == 0 and "paused by cli: incident 42" in paused.stdout
+    again = cli(db_url, "rollout", "pause", "ramp")
+    assert again.returncode == 2 and "it is paused" in again.stderr
+    assert cli(db_url, "rollout", "resume", "ramp").returncode == 0
+    back = cli(db_url, "rollout", "override", "ramp", "roll_back", "--reason", "pager")
+    assert back.returncode == 0 and "rollout rolled_back" in back.stdout
+    exp = json.loads(cli(db_url, "experiment", "show", "ramp", "--json").stdout)
+    assert (exp["status"], exp["winner"]) == ("concluded", "control")
+    audit = cli(db_url, "experiment", "audit", "ramp").stdout
+    for action in ("rollout_create", "rollout_pause", "rollout_resume", "rollout_roll_back"):
+        assert action in audit
+
+
+def test_bad_rollout_input_exits_2_and_changes_nothing(db_url: str) -> None:
+    assert cli(db_url, "experiment", "create", "ramp", *VARIANTS).returncode == 0
+    for args, message in [
+        (["rollout", "create", "ramp", "--steps", "50,5"], "increasing treatment shares"),
+        (["rollout", "create", "ramp", "--margin", "latency_p95=2pt"], "points fit rates"),
+        (["rollout", "create", "ramp", "--min-duration", "soon"], "duration must look like"),
+        (["rollout", "show", "ramp"], "has no rollout; create one with"),
+        (["rollout", "override", "ramp", "jump"], "allowed: advance, roll_back, promote"),
+    ]:
+        result = cli(db_url, *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    shown = json.loads(cli(db_url, "experiment", "show", "ramp", "--json").stdout)
+    assert shown["status"] == "draft" and len(shown["phases"]) == 1

@@ -192,7 +192,7 @@ FIXED_COLUMNS = (
     "adj. p", "control → treatment",
 )  # fmt: skip
 LATENCY_COLUMNS = ("variant", "requests", "latency mean ms", "p50 ms", "p95 ms", "p99 ms")
-AUDIT_COLUMNS = ("at (UTC)", "actor", "action", "before", "after")
+AUDIT_COLUMNS = ("at (UTC)", "actor", "action", "before", "after", "why")
 
 
 def chart_data(at: AppTest, key_fragment: str) -> pd.DataFrame:

@@ -36,10 +36,18 @@ def setup_patterns(db: Database) -> service.ExperimentView:
         service.create_experiment(s, ExperimentSpec(name="big", variants=variants,
                                                     hash_seed="big"), actor="test")  # fmt: skip
         view = service.start_experiment(s, "big", actor="test")
-        route = service.create_route(s, service.RouteSpec(
-            name="images", arguments={"width": {"type": "number", "default": 64}},
-            rules=[service.RuleSpec(name="small", when="width <= 64", app=V1),
-                   service.RuleSpec(name="large", experiments=["big"])]), actor="test")
+        route = service.create_route(
+            s,
+            service.RouteSpec(
+                name="images",
+                arguments={"width": {"type": "number", "default": 64}},
+                rules=[
+                    service.RuleSpec(name="small", when="width <= 64", app=V1),
+                    service.RuleSpec(name="large", experiments=["big"]),
+                ],
+            ),
+            actor="test",
+        )
     ids = {v.key: v.id for v in view.variants}
     rows = []
     for i in range(40):
@@ -47,22 +55,48 @@ def setup_patterns(db: Database) -> service.ExperimentView:
         calls = None
         if key == "treatment":
             ok = i % 10 != 0
-            calls = [CallEntry("step", 0, V1, 40.0, "ok", 0.04, 0.04 * A100),
-                     CallEntry("step", 1, UP, 10.0, "ok" if ok else "error", 0.01,
-                               0.01 * A100, None if ok else "upscale failed")]
+            calls = [
+                CallEntry("step", 0, V1, 40.0, "ok", 0.04, 0.04 * A100),
+                CallEntry(
+                    "step",
+                    1,
+                    UP,
+                    10.0,
+                    "ok" if ok else "error",
+                    0.01,
+                    0.01 * A100,
+                    None if ok else "upscale failed",
+                ),
+            ]
         elif i % 4 == 1:
             calls = [CallEntry("shadow", 0, V1, 45.0, "ok", 0.045, 0.045 * A100)]
         status = "error" if calls and calls[-1].status == "error" else "ok"
-        cost = sum(c.cost_usd or 0 for c in calls if c.kind == "step") if key == "treatment" \
+        cost = (
+            sum(c.cost_usd or 0 for c in calls if c.kind == "step")
+            if key == "treatment"
             else 0.06 * 1.89 / 3600
-        rows.append(RequestRecord(
-            request_id=f"p{next(_ids)}", experiment_id=view.id, phase_id=view.current_phase.id,
-            unit_id=f"u{i}", assigned_variant_id=ids[key],
-            served_variant_id=ids[key] if status == "ok" else None, model_version=key,
-            latency_ms=60.0, status=status, error=None, created_at=datetime.now(UTC),
-            route_id=route.id, rule="large", backend_app_id=UP if key == "treatment" else V2,
-            billed_s=0.05, cost_usd=cost,
-            calls=json.dumps([c.to_json() for c in calls]) if calls else None))
+        )
+        rows.append(
+            RequestRecord(
+                request_id=f"p{next(_ids)}",
+                experiment_id=view.id,
+                phase_id=view.current_phase.id,
+                unit_id=f"u{i}",
+                assigned_variant_id=ids[key],
+                served_variant_id=ids[key] if status == "ok" else None,
+                model_version=key,
+                latency_ms=60.0,
+                status=status,
+                error=None,
+                created_at=datetime.now(UTC),
+                route_id=route.id,
+                rule="large",
+                backend_app_id=UP if key == "treatment" else V2,
+                billed_s=0.05,
+                cost_usd=cost,
+                calls=json.dumps([c.to_json() for c in calls]) if calls else None,
+            )
+        )
     rows += [RequestRecord(
         request_id=f"p{next(_ids)}", experiment_id=None, phase_id=None, unit_id=f"s{i}",
         assigned_variant_id=None, served_variant_id=None, model_version="model-v1",
@@ -82,7 +116,8 @@ def table(at: object, *columns: str):
 
 
 def test_the_routes_page_shows_rules_traffic_per_rule_and_prices(
-    app_env: str, db: Database  # noqa: F811
+    app_env: str,
+    db: Database,  # noqa: F811
 ) -> None:
     setup_patterns(db)
     at = open_app("routes")
@@ -101,7 +136,8 @@ def test_the_routes_page_shows_rules_traffic_per_rule_and_prices(
 
 
 def test_the_experiment_page_shows_cost_rules_steps_and_shadows(
-    app_env: str, db: Database  # noqa: F811
+    app_env: str,
+    db: Database,  # noqa: F811
 ) -> None:
     setup_patterns(db)
     at = open_app("experiment", "big")

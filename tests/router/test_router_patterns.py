@@ -190,8 +190,11 @@ def test_a_bad_route_or_request_is_refused_and_changes_nothing(
         assert r.status_code == status and message in r.text, r.text
     # Feedback on a request no experiment served has nothing to count in.
     served = post(stack, route="only-small", unit_id="u", arguments={"width": 10}).json()
-    fb = httpx.post(f"{stack.router_url}/feedback", json={
-        "request_id": served["request_id"], "metric": "thumbs_up", "value": 1}, timeout=30)
+    fb = httpx.post(
+        f"{stack.router_url}/feedback",
+        json={"request_id": served["request_id"], "metric": "thumbs_up", "value": 1},
+        timeout=30,
+    )
     assert fb.status_code == 409 and "outside any experiment" in fb.text
 
 
@@ -275,8 +278,10 @@ def test_cost_per_request_is_billed_seconds_times_the_price_and_a_decision_can_u
         assert lo <= v.cost_per_request <= hi and v.unpriced == 0
         assert v.cost_per_request == pytest.approx(v.billed_s_per_request * price)
     cost = report.metric("cost_per_request").comparisons[0]
-    assert cost.significant and cost.better and cost.lift == pytest.approx(
-        PRICE_A / PRICE_H - 1, abs=0.1
+    assert (
+        cost.significant
+        and cost.better
+        and cost.lift == pytest.approx(PRICE_A / PRICE_H - 1, abs=0.1)
     )
     assert (report.decision.action, report.decision.variant) == ("ship", "treatment")
 
@@ -292,8 +297,9 @@ def test_shadow_traffic_is_logged_and_compared_but_never_waited_for(
     )  # fmt: skip
     answers = [post(stack, experiment="mirror", unit_id=f"s{i}", arguments={}) for i in range(12)]
     assert [a.status_code for a in answers] == [200] * 12
-    assert all(a.json()["model_version"] == "a" for a in answers
-               if a.json()["variant"] == "control")  # fmt: skip  (the live answer, not slow's)
+    assert all(
+        a.json()["model_version"] == "a" for a in answers if a.json()["variant"] == "control"
+    )  # fmt: skip  (the live answer, not slow's)
     flush(stack)  # waits for the shadows in flight
     mirrored = rows(sdb, "SELECT latency_ms, calls FROM requests WHERE experiment_id = :e AND "
                          "calls IS NOT NULL", e=eid)  # fmt: skip
@@ -343,14 +349,28 @@ def test_experiments_sharing_a_namespace_on_one_route_are_mutually_exclusive(
         VariantSpec(key="control", model_version="a", backend_app_id=A, is_control=True),
         VariantSpec(key="treatment", model_version="h", backend_app_id=H),
     ]
-    left = experiment(sdb, "style-left", *variants,
-                      namespace=service.NamespaceSpec(name="styles", start=0, end=50))
-    right = experiment(sdb, "style-right", *variants,
-                       namespace=service.NamespaceSpec(name="styles", start=50, end=100))
+    left = experiment(
+        sdb,
+        "style-left",
+        *variants,
+        namespace=service.NamespaceSpec(name="styles", start=0, end=50),
+    )
+    right = experiment(
+        sdb,
+        "style-right",
+        *variants,
+        namespace=service.NamespaceSpec(name="styles", start=50, end=100),
+    )
     with sdb.sessions() as s, pytest.raises(service.ConflictError, match="overlaps experiment"):
-        service.create_experiment(s, ExperimentSpec(
-            name="style-both", variants=variants,
-            namespace=service.NamespaceSpec(name="styles", start=40, end=60)), actor="test")
+        service.create_experiment(
+            s,
+            ExperimentSpec(
+                name="style-both",
+                variants=variants,
+                namespace=service.NamespaceSpec(name="styles", start=40, end=60),
+            ),
+            actor="test",
+        )
     with sdb.sessions() as s:
         service.create_route(s, service.RouteSpec(name="styles", rules=[
             service.RuleSpec(name="all", experiments=["style-left", "style-right"])]),
@@ -362,11 +382,23 @@ def test_experiments_sharing_a_namespace_on_one_route_are_mutually_exclusive(
             "style-right")  # fmt: skip
         assert body["experiment"] == expected and body["in_experiment"]
     flush(stack)
-    seen = rows(sdb, "SELECT unit_id, count(DISTINCT experiment_id) FROM requests "
-                     "WHERE experiment_id IN (:l, :r) GROUP BY unit_id", l=left, r=right)
+    seen = rows(
+        sdb,
+        "SELECT unit_id, count(DISTINCT experiment_id) FROM requests "
+        "WHERE experiment_id IN (:l, :r) GROUP BY unit_id",
+        l=left,
+        r=right,
+    )
     assert len(seen) == len(units) and all(n == 1 for _, n in seen)  # fmt: skip
-    counts = Counter(e for (e,) in rows(
-        sdb, "SELECT experiment_id FROM requests WHERE experiment_id IN (:l, :r)", l=left, r=right))
+    counts = Counter(
+        e
+        for (e,) in rows(
+            sdb,
+            "SELECT experiment_id FROM requests WHERE experiment_id IN (:l, :r)",
+            l=left,
+            r=right,
+        )
+    )
     assert 0.35 < counts[left] / sum(counts.values()) < 0.65  # fmt: skip
 
 

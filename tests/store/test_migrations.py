@@ -11,8 +11,8 @@ from abplatform.store.models import Base
 
 TABLES = {
     "experiments", "variants", "phases", "requests", "outcomes", "audit_log",
-    "unit_totals", "latency_buckets", "unit_outcomes", "routes", "call_totals",
-    "call_latency_buckets",
+    "unit_totals", "latency_buckets", "unit_outcomes", "rollouts", "controller_leases",
+    "routes", "call_totals", "call_latency_buckets",
 }  # fmt: skip
 
 

@@ -1,0 +1,42 @@
+"""The batch writer loses nothing: a row the database refuses for its data is set aside
+with the reason (not retried forever, not silently dropped) and the rest is written."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from abplatform.store import logstore
+from abplatform.store.connection import Database
+from abplatform.store.writer import BatchWriter
+from tests.service.test_reports import create, request_row
+
+
+def test_a_refused_row_goes_to_the_dead_letter_file_and_the_rest_is_written(
+    db: Database, session: Session, tmp_path: Path
+) -> None:
+    view = create(session)
+    good = [request_row(view, f"u{i}", "control") for i in range(9)]
+    bad = dataclasses.replace(good[0], request_id="bad", latency_ms=-1.0)  # violates a CHECK
+
+    async def scenario() -> BatchWriter:
+        writer = BatchWriter(lambda r, o: logstore.write_batch(db.engine, r, o), spill_dir=tmp_path)
+        await writer.start()
+        for row in [*good[:4], bad, *good[4:]]:
+            writer.log_request(row)
+        assert await writer.flush(10.0)
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert writer.stats.requests_written == 9 and writer.stats.dropped == 1
+    [dead] = list(tmp_path.glob("dead-letter-*.jsonl"))
+    [line] = dead.read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["row"]["request_id"] == "bad" and "latency_nonnegative" in entry["reason"]
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM requests").scalar() == 9
