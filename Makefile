@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench up clean
+.PHONY: setup demo demo-patterns test lint bench up clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/abplatform demo
+
+demo-patterns: setup
+	$(BIN)/abplatform demo --scenario patterns
 
 up: setup
 	$(BIN)/abplatform up

@@ -11,7 +11,14 @@ hashing, call that variant's backend through ``fal_client`` in the variant's cal
 control), tag the response, and queue the log row for the background writer. The request
 never waits for the database.
 
-Status codes: 404 unknown experiment, 409 experiment not serving (draft or stopped),
+With ``route`` instead of ``experiment``, the route's first rule that the arguments
+satisfy picks an app or an experiment (:mod:`abplatform.serving.routes`). A variant may
+be a pipeline of apps, send fal's runner hint, and mirror a share of its requests to a
+shadow app that the caller never waits for (:mod:`abplatform.serving.plans`,
+:mod:`abplatform.serving.shadows`); every request's billed seconds and cost are logged.
+
+Status codes: 404 unknown experiment or route, 409 experiment not serving (draft or
+stopped), 422 arguments no rule of the route matches or can evaluate,
 413 body over the limit, 422 malformed body, 403 QA override without a valid operator
 token, 4xx passed through from a backend that rejected the arguments, 502 backend
 failure, 504 backend timeout, 500 config unavailable. Never 503: fal treats a 503 as a
@@ -33,25 +40,29 @@ import fal
 from fastapi import Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+from starlette.background import BackgroundTask
 
 from abplatform.core.records import OutcomeRecord, RequestRecord, RequestStatus
 from abplatform.core.routing import (
     NotServingError,
     RouteDecision,
     RoutingConfig,
-    RoutingVariant,
     decide_route,
 )
 from abplatform.serving.calls import BackendError
 from abplatform.serving.guard import json_depth_ok, plain_text, scrub
+from abplatform.serving.plans import Served
+from abplatform.serving.routes import Resolved, RouteFailure, resolve
+from abplatform.serving.shadows import encode
 from abplatform.settings import METRIC_VALUE_LIMIT
 
 if TYPE_CHECKING:
     import fastapi
 
-    from abplatform.serving.calls import BackendCaller
     from abplatform.serving.configs import ConfigCache
+    from abplatform.serving.plans import Plans
+    from abplatform.serving.shadows import Shadows
     from abplatform.store.connection import Database
     from abplatform.store.writer import BatchWriter
 
@@ -66,9 +77,16 @@ TOKEN_HEADER = "x-abplatform-operator-token"
 
 
 class RouteRequest(BaseModel):
-    """Body of ``POST /``: which experiment, which unit, and the backend's arguments."""
+    """Body of ``POST /``: which experiment (or route), which unit, and the backend's
+    arguments."""
 
-    experiment: str = Field(min_length=1, max_length=100, description="Experiment name.")
+    experiment: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Experiment name."
+    )
+    route: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="Route name (instead of experiment): its rules pick an app or experiment.",
+    )  # fmt: skip
     unit_id: str = Field(min_length=1, max_length=200, description="Unit of assignment.")
     arguments: dict[str, Any] = Field(
         description=f"JSON object passed to the backend (nested at most {MAX_ARGUMENT_DEPTH} "
@@ -79,10 +97,18 @@ class RouteRequest(BaseModel):
         description="Backend endpoint path, e.g. 'upscale' (letters, digits, _ - /).",
     )  # fmt: skip
 
-    @field_validator("experiment", "unit_id")
+    @field_validator("experiment", "route", "unit_id")
     @classmethod
-    def _text(cls, value: str, info: Any) -> str:
-        return plain_text(value, info.field_name)
+    def _text(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else plain_text(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RouteRequest:
+        if (self.experiment is None) == (self.route is None):
+            raise ValueError(
+                "give either experiment (an A/B test) or route (routing rules), not both"
+            )
+        return self
 
     @field_validator("arguments")
     @classmethod
@@ -158,10 +184,13 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
 
     async def setup(self) -> None:
         """Connect to the database, start the config listener and the log writer."""
+        from abplatform.core.costs import PriceTable
         from abplatform.serving.calls import BackendCaller, pooled_client
         from abplatform.serving.configs import ConfigCache
         from abplatform.serving.ids import RequestIds
         from abplatform.serving.metrics import router_metrics
+        from abplatform.serving.plans import Plans
+        from abplatform.serving.shadows import Shadows
         from abplatform.settings import get_settings
         from abplatform.store import connection, logstore
         from abplatform.store.writer import BatchWriter
@@ -180,11 +209,23 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         )
         await self.writer.start()
         client = pooled_client(self.settings.backend_timeout_s)
-        self.backends: BackendCaller = BackendCaller(client, self.settings.backend_timeout_s)
+        prices = PriceTable.from_settings(
+            self.settings.machine_types, self.settings.prices_per_hour
+        )
+        timeout_s = self.settings.backend_timeout_s
+        self.plans: Plans = Plans(BackendCaller(client, timeout_s), prices)
+        # Shadows have their own connection pool: they never take the live calls' ones.
+        shadow_caller = BackendCaller(pooled_client(timeout_s, keepalive=64), timeout_s)
+        self.shadows: Shadows = Shadows(
+            Plans(shadow_caller, prices), self.settings.shadow_max_in_flight,
+            self.settings.shadow_max_loop_lag_ms / 1000.0,
+        )  # fmt: skip
+        self.shadows.start_monitor()
         self.ids = RequestIds.from_secret(self.settings.request_id_key or url)
         self.metrics = router_metrics()
         self.metrics.writer = self.writer
-        self.recent: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
+        self.metrics.shadows = self.shadows
+        self.recent: OrderedDict[str, tuple[int | None, int | None, str]] = OrderedDict()
         self.controller = None  # the safe-rollout controller; one runner acts, by lease
         if self.settings.controller:
             from abplatform.service.controller import RolloutController
@@ -200,6 +241,7 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         if self.controller is not None:
             self.controller.stop()
         self.configs.stop()
+        await self.shadows.drain(self.settings.flush_timeout_s)
         await self.writer.close()
         self.db.dispose()
 
@@ -263,6 +305,13 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             raise _fail(422, f"no variant {key[:64]!r} in '{cfg.name}'; variants: {keys}")
         return RouteDecision(decision.assigned, variant, decision.reason)
 
+    async def _resolve(self, req: RouteRequest) -> Resolved:
+        """The route's decision (``route`` given), or the HTTP error to answer."""
+        try:
+            return await resolve(self.configs, req.route or "", req.unit_id, req.arguments)
+        except RouteFailure as exc:
+            raise _fail(exc.status, exc.detail, exc.retry_safe) from exc
+
     @fal.endpoint("/")
     async def route(
         self,
@@ -271,111 +320,161 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
         operator_token: str | None = Header(default=None, alias=TOKEN_HEADER, max_length=200),
     ) -> JSONResponse:
         """Assign ``unit_id``, call the variant's backend, return its JSON tagged with
-        ``model_version``, ``experiment``, ``variant`` and ``request_id``. With the
-        ``x-abplatform-force-variant`` header and a valid operator token, serve that
-        variant instead (QA override: logged as forced, never analysed)."""
+        ``model_version``, ``experiment``, ``variant`` and ``request_id``. With ``route``
+        instead of ``experiment``, the route's matched rule picks the app or experiment
+        (the answer adds ``route`` and ``rule``). With the ``x-abplatform-force-variant``
+        header and a valid operator token, serve that variant instead (QA override:
+        logged as forced, never analysed)."""
         started = time.perf_counter()
-        cfg = await self._config(req.experiment)
-        try:
-            decision = decide_route(cfg, req.unit_id)
-        except NotServingError as exc:
-            raise _fail(409, str(exc)) from exc
+        resolved: Resolved | None = None
+        if req.route is not None:
+            resolved = await self._resolve(req)
+            cfg, decision = resolved.config, resolved.decision
+        else:
+            cfg = await self._config(req.experiment or "")
+            try:
+                decision = decide_route(cfg, req.unit_id)
+            except NotServingError as exc:
+                raise _fail(409, str(exc)) from exc
         forced = force_variant is not None
         if forced:
+            if cfg is None:
+                raise _fail(422, "this request is served by a rule's app, not an experiment; "
+                                 "there is no variant to force")  # fmt: skip
             decision = self._forced(cfg, decision, force_variant or "", operator_token)
         request_id = self.ids.new()
-        served, result, failure, assigned_failure = await self._serve(
+        target = decision.target
+        served, failure, assigned_failure = await self._serve(
             cfg, decision, req, request_id, forced
         )
         latency_s = time.perf_counter() - started
-        self._log(
+        record = self._log(
             cfg, decision, req.unit_id, request_id, served, (failure, assigned_failure),
-            latency_s, forced,
+            latency_s, forced, resolved,
         )  # fmt: skip
+        mirror = None
+        if target.shadow is None or forced:
+            self.writer.log_request(record)
+        else:  # after the answer is sent: nothing of the shadow is on the live path
+            calls = assigned_failure.calls if assigned_failure else served and served.calls
+            mirror = BackgroundTask(self.shadows.mirror, target, req.arguments, req.path,
+                                    record, calls, self.writer.log_request)  # fmt: skip
         if failure is not None:
+            if mirror is not None:
+                await mirror()  # an error answer cannot carry a background task
             raise _fail(
                 failure.status,
-                {"error": failure.detail, "request_id": request_id, "variant": decision.target.key},
+                {"error": failure.detail, "request_id": request_id, "variant": target.key},
                 failure.retry_safe,
             )
         assert served is not None
+        body = self._tag(served, cfg, decision, request_id, forced, resolved)
+        return JSONResponse(body, background=mirror)
+
+    @staticmethod
+    def _tag(
+        served: Served, cfg: RoutingConfig | None, decision: RouteDecision, request_id: str,
+        forced: bool, resolved: Resolved | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The backend's answer tagged with where the request went."""
+        result = served.result
         body = result if isinstance(result, dict) else {"output": result}
         body.update(
-            model_version=served.model_version,
-            experiment=cfg.name,
-            variant=served.key,
+            model_version=served.variant.model_version,
+            experiment=cfg.name if cfg else None,
+            variant=served.variant.key if cfg else None,
             assigned_variant=decision.assigned.key if decision.assigned else None,
             in_experiment=decision.in_experiment and not forced,
             request_id=request_id,
         )
+        if resolved is not None:
+            body.update(route=resolved.route.name, rule=resolved.rule.name, backend_app=served.app)
         if forced:
             body["forced"] = True
-        return JSONResponse(body)
+        return body
 
     def _log(
         self,
-        cfg: RoutingConfig,
+        cfg: RoutingConfig | None,
         decision: RouteDecision,
         unit_id: str,
         request_id: str,
-        served: RoutingVariant | None,
+        served: Served | None,
         failures: tuple[BackendError | None, BackendError | None],
         latency_s: float,
         forced: bool,
-    ) -> None:
-        """Queue the request's record: ``status`` is the assigned variant's outcome (a
-        fallback-served failure stays a failure, with ``fallback`` set)."""
+        resolved: Resolved | None,
+    ) -> RequestRecord:
+        """The request's record: ``status`` is the assigned variant's outcome (a
+        fallback-served failure stays a failure, with ``fallback`` set); billed seconds and
+        cost are those of every call made (a failed one and its fallback)."""
         failure, assigned_failure = failures
         status = assigned_failure.log_status if assigned_failure else RequestStatus.OK.value
-        self.writer.log_request(
-            RequestRecord(
-                request_id=request_id,
-                experiment_id=cfg.experiment_id,
-                phase_id=cfg.phase_id,
-                unit_id=unit_id,
-                assigned_variant_id=decision.assigned.id if decision.assigned else None,
-                served_variant_id=served.id if served else None,
-                model_version=served.model_version if served else None,
-                latency_ms=latency_s * 1000.0,
-                status=status,
-                error=_error_text(assigned_failure, failure),
-                created_at=datetime.now(UTC),
-                fallback=served is not None and assigned_failure is not None,
-                forced=forced,
-            )
+        billed: list[tuple[float, float | None]] = []
+        if assigned_failure is not None:
+            billed.append((assigned_failure.billed_s, assigned_failure.cost_usd))
+        if served is not None:
+            billed.append((served.billed_s, served.cost_usd))
+        elif failure is not None and failure is not assigned_failure:
+            billed.append((failure.billed_s, failure.cost_usd))
+        costs = [c for _, c in billed]
+        calls = assigned_failure.calls if assigned_failure else (served.calls if served else None)
+        record = RequestRecord(
+            request_id=request_id,
+            experiment_id=cfg.experiment_id if cfg else None,
+            phase_id=cfg.phase_id if cfg else None,
+            unit_id=unit_id,
+            assigned_variant_id=decision.assigned.id if decision.assigned else None,
+            served_variant_id=served.variant.id if served and cfg else None,
+            model_version=served.variant.model_version if served else None,
+            latency_ms=latency_s * 1000.0,
+            status=status,
+            error=_error_text(assigned_failure, failure),
+            created_at=datetime.now(UTC),
+            fallback=served is not None and assigned_failure is not None,
+            forced=forced,
+            route_id=resolved.route.id if resolved else None,
+            rule=resolved.rule.name if resolved else None,
+            backend_app_id=served.app if served else decision.target.backend_app_id,
+            billed_s=sum(b for b, _ in billed),
+            cost_usd=None if any(c is None for c in costs) else sum(costs),  # type: ignore[arg-type]
+            calls=encode(calls),
         )
-        self.metrics.observe(cfg.name, decision.target.key, status, latency_s)
-        self.recent[request_id] = (cfg.experiment_id, cfg.phase_id, unit_id)
+        scope = cfg.name if cfg else f"route:{resolved.route.name if resolved else '?'}"
+        self.metrics.observe(scope, decision.target.key, status, latency_s)
+        self.recent[request_id] = (
+            cfg.experiment_id if cfg else None, cfg.phase_id if cfg else None, unit_id
+        )  # fmt: skip
         if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
+        return record
 
     async def _serve(
         self,
-        cfg: RoutingConfig,
+        cfg: RoutingConfig | None,
         decision: RouteDecision,
         req: RouteRequest,
         request_id: str,
         forced: bool,
-    ) -> tuple[RoutingVariant | None, Any, BackendError | None, BackendError | None]:
-        """Call the target's backend, falling back to the control on a 5xx when the
-        experiment allows it (not for a QA override). Returns (served variant, result,
+    ) -> tuple[Served | None, BackendError | None, BackendError | None]:
+        """Call the target (one app or a pipeline), falling back to the control on a 5xx
+        when the experiment allows it (not for a QA override). Returns (what served,
         failure to answer with, the target's own failure: set also when the fallback then
         served the request)."""
         target = decision.target
         try:
-            result = await self.backends.call(target, req.arguments, req.path, request_id)
-            return target, result, None, None
+            return await self.plans.serve(target, req.arguments, req.path, request_id), None, None
         except BackendError as exc:
-            fallback = cfg.fallback_to_control and not forced and not target.is_control
-            if not (fallback and exc.status >= 500):
-                return None, None, exc, exc
+            fallback = cfg is not None and cfg.fallback_to_control and not forced
+            if not (fallback and not target.is_control and exc.status >= 500):
+                return None, exc, exc
             first = exc
+        assert cfg is not None
         try:
-            control = cfg.control
-            result = await self.backends.call(control, req.arguments, req.path, request_id)
-            return control, result, None, first
+            served = await self.plans.serve(cfg.control, req.arguments, req.path, request_id)
+            return served, None, first
         except BackendError as exc:
-            return None, None, exc, first
+            return None, exc, first
 
     @fal.endpoint("/feedback")
     async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:
@@ -389,6 +488,12 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             found = self.recent.get(fb.request_id)
             if found is not None:
                 experiment_id, phase_id, unit_id = found
+                if experiment_id is None:
+                    raise _fail(
+                        409,
+                        f"request '{fb.request_id}' was served by a route's rule outside any "
+                        "experiment; feedback is recorded only for experiment requests",
+                    )
             elif self.ids.is_ours(fb.request_id):  # served by another runner (or earlier)
                 experiment_id = phase_id = unit_id = None
             else:
@@ -420,9 +525,10 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
 
     @fal.endpoint("/flush")
     async def flush(self) -> dict[str, Any]:
-        """Write every buffered and spooled log row now, for at most
-        ``ABPLATFORM_FLUSH_TIMEOUT_S`` seconds; says what is still pending."""
-        complete = await self.writer.flush(self.settings.flush_timeout_s)
+        """Write every buffered and spooled log row now (after the shadow calls in flight
+        end), for at most ``ABPLATFORM_FLUSH_TIMEOUT_S`` seconds; says what is pending."""
+        shadows_done = await self.shadows.drain(self.settings.flush_timeout_s, cancel=False)
+        complete = await self.writer.flush(self.settings.flush_timeout_s) and shadows_done
         return {"complete": complete, **self._writer_state()}
 
     def _writer_state(self) -> dict[str, Any]:
@@ -453,6 +559,9 @@ class ABRouter(fal.App, keep_alive=300, min_concurrency=0, max_concurrency=4):
             "status": "ok",
             "config_listener": self.configs.listening,
             "experiments_cached": self.configs.cached,
+            "shadows": {"in_flight": self.shadows.in_flight, "started": self.shadows.started,
+                        "shed_full": self.shadows.shed_full, "shed_busy": self.shadows.shed_busy,
+                        "loop_lag_ms": round(self.shadows.lag_s * 1000.0, 2)},
             "rollout_controller": self._controller_state(),
             **self._writer_state(),
-        }
+        }  # fmt: skip

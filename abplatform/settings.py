@@ -31,8 +31,31 @@ class Settings(BaseSettings):
         description="SQLAlchemy/libpq URL of a PostgreSQL server; unset = embedded PostgreSQL.",
     )
     backend_apps: str = Field(
-        default="abplatform/model-v1,abplatform/model-v2",
-        description="Comma-separated fal app ids that variants may route to.",
+        default="abplatform/model-v1,abplatform/model-v2,abplatform/upscale,"
+        "abplatform/remove-background",
+        description="Comma-separated fal app ids that variants and route rules may call.",
+    )
+    machine_types: str = Field(
+        default="",
+        description="APP=MACHINE pairs, comma-separated, over the built-in ones (e.g. "
+        "abplatform/model-v1=GPU-A100): the machine each backend app runs on.",
+    )
+    prices_per_hour: str = Field(
+        default="",
+        description="MACHINE=USD pairs, comma-separated, over fal's public list prices "
+        "(e.g. GPU-H100=1.89): the price per hour of each machine type.",
+    )
+    shadow_max_in_flight: int = Field(
+        default=64,
+        gt=0,
+        description="Most shadow calls one router runs at once; more "
+        "mirrored requests are shed (counted), never queued.",
+    )
+    shadow_max_loop_lag_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="Event-loop lag (ms) above which the router sheds "
+        "new mirrors: it is busy with live work.",
     )
     config_ttl_s: float = Field(
         default=2.0, gt=0, description="How long the router caches an experiment's config."

@@ -111,6 +111,12 @@ class TextToImageOutput(BaseModel):
     width: int = Field(description="Image width in pixels.")
     height: int = Field(description="Image height in pixels.")
     num_inference_steps: int = Field(description="Denoising steps run.")
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="The backend's own time on this request in seconds, fal's convention: "
+        "``inference`` (the pipeline) and ``encode`` (PNG encoding and upload); waiting "
+        "for the model lock is not included.",
+    )
 
 
 class TextToImageApp(fal.App):
@@ -270,7 +276,9 @@ class TextToImageApp(fal.App):
             if request_id is not None:
                 self._in_flight.discard(request_id)
                 self._cancelled.discard(request_id)
+        encoding = time.perf_counter()
         image = Image.from_pil(pil_image, format="png", repository=self.image_repository)
+        encode_s = time.perf_counter() - encoding
         return TextToImageOutput(
             image=image,
             inference_ms=inference_ms,
@@ -279,6 +287,7 @@ class TextToImageApp(fal.App):
             width=pil_image.width,
             height=pil_image.height,
             num_inference_steps=input.num_inference_steps,
+            timings={"inference": inference_ms / 1000.0, "encode": encode_s},
         )
 
     @fal.endpoint("/cancel")

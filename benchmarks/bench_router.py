@@ -11,10 +11,14 @@ concurrent clients, the same client alternates rounds of
 and prints p50/p99 latency of both, the router's overhead (router minus direct, at p50 and
 p99), the ratio, and the router process's CPU time per request (from /proc: user+system).
 Targets (issue 10): overhead p50 ≤ 2 ms and p99 ≤ 10 ms at 64 clients, CPU ≤ 2 ms/request.
-Run::
+
+Mode ``shadow`` (issue 11) asks whether mirroring slows the live answer: its baseline
+("direct") is the router serving a plain experiment in run mode, and its "router" is the
+same experiment with every request mirrored to a shadow app that takes ten times longer
+(``--delay-ms`` × 10): the overhead is what mirroring adds to the live answer. Run::
 
     .venv/bin/python -m benchmarks.bench_router [--clients 1,8,64] [--seconds 4] \\
-        [--rounds 3] [--delay-ms 20] [--modes run,queue] [--py-spy FILE]
+        [--rounds 3] [--delay-ms 20] [--modes run,queue,shadow] [--py-spy FILE]
 
 With ``--py-spy FILE`` the router is sampled with py-spy (``pip install py-spy``) during the
 64-client router rounds and a flame graph written to FILE.svg (and FILE.txt, collapsed).
@@ -37,12 +41,13 @@ from typing import Any
 import httpx
 
 from abplatform import service
-from abplatform.core.specs import ExperimentSpec, VariantSpec
+from abplatform.core.specs import ExperimentSpec, ShadowSpec, VariantSpec
 from abplatform.local.echo import DELAY_ENV
 from abplatform.local.falcloud import BackendSpec
 from abplatform.local.stack import LocalStack
 
 ECHO = "abplatform/echo"
+ECHO_SLOW = "abplatform/echo-slow"  # the shadow app: ten times slower
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -86,6 +91,9 @@ class Caller:
 
     async def direct(self, mode: str, unit: str) -> None:
         args = {"delay_ms": self.delay_ms}
+        if mode == "shadow":  # the baseline: the router without mirroring
+            await self.via_router("run", unit)
+            return
         if mode == "run":
             r = await self.client.post(f"{self.gateway}/{ECHO}", json=args)
             r.raise_for_status()
@@ -101,8 +109,8 @@ class Caller:
         r.raise_for_status()
 
     async def via_router(self, mode: str, unit: str) -> None:
-        body = {"experiment": f"bench-{mode}", "unit_id": unit, "arguments": {
-            "delay_ms": self.delay_ms}}  # fmt: skip
+        args = {} if mode == "shadow" else {"delay_ms": self.delay_ms}  # the shadow: its own
+        body = {"experiment": f"bench-{mode}", "unit_id": unit, "arguments": args}
         r = await self.client.post(f"{self.router}/", json=body)
         r.raise_for_status()
 
@@ -125,15 +133,18 @@ async def timed_round(call: Any, mode: str, clients: int, seconds: float) -> lis
 
 
 def make_experiments(stack: LocalStack, modes: list[str]) -> None:
-    """One running experiment per call mode, both variants on the echo backend."""
+    """One running experiment per call mode, both variants on the echo backend (``shadow``:
+    run mode, every request mirrored to the slow echo; it needs ``bench-run`` too)."""
     assert stack.db is not None
     with stack.db.sessions() as s:
-        for mode in modes:
+        for mode in dict.fromkeys(["run", *modes] if "shadow" in modes else modes):
+            call_mode = "run" if mode == "shadow" else mode
+            shadow = ShadowSpec(app=ECHO_SLOW, percent=100) if mode == "shadow" else None
             variants = [
                 VariantSpec(key="control", model_version="a", backend_app_id=ECHO,
-                            is_control=True, call_mode=mode),
+                            is_control=True, call_mode=call_mode, shadow=shadow),
                 VariantSpec(key="treatment", model_version="b", backend_app_id=ECHO,
-                            call_mode=mode),
+                            call_mode=call_mode, shadow=shadow),
             ]  # fmt: skip
             spec = ExperimentSpec(name=f"bench-{mode}", variants=variants)
             service.create_experiment(s, spec, actor="bench")
@@ -177,6 +188,9 @@ async def measure(stack: LocalStack, args: argparse.Namespace) -> list[dict[str,
                 routed += got
                 if spy is not None:
                     spy.wait()
+            if mode == "shadow":
+                health = (await caller.client.post(f"{caller.router}/healthz")).json()
+                print(f"        shadows so far: {health['shadows']}", flush=True)
             await caller.client.aclose()
             rows.append(report_row(mode, clients, direct, routed, cpu))
     return rows
@@ -218,7 +232,11 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="abplatform-bench-router-", dir="/tmp"))
     backends = {ECHO: BackendSpec(target="abplatform.local.echo:EchoBackend", concurrency=1024,
                                   env={DELAY_ENV: str(args.delay_ms)})}  # fmt: skip
-    env = {"ABPLATFORM_BACKEND_APPS": ECHO}
+    if "shadow" in args.modes:
+        backends[ECHO_SLOW] = BackendSpec(target="abplatform.local.echo:EchoBackend",
+                                          concurrency=1024,
+                                          env={DELAY_ENV: str(args.delay_ms * 10)})  # fmt: skip
+    env = {"ABPLATFORM_BACKEND_APPS": f"{ECHO},{ECHO_SLOW}"}
     os.environ.update(env)
     print(
         f"backend waits {args.delay_ms:g} ms; {args.rounds} rounds of {args.seconds:g} s per "

@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - only without the editable install
 
 from abplatform.service.database import DatabaseUnavailableError
 from dashboard import access, context, data, nav
-from dashboard.views import audit, create, experiment, overview
+from dashboard.views import audit, create, experiment, overview, routes
 
 
 def main() -> None:
@@ -49,6 +49,8 @@ def main() -> None:
         create.render()
     elif page == "audit":
         audit.render(name)
+    elif page == "routes":
+        routes.render()
     else:
         experiment.render(name, refresh if auto and refresh else None)
 

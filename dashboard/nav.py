@@ -14,6 +14,7 @@ PAGES = {
     "experiment": "Experiment",
     "create": "Create experiment",
     "audit": "Audit log",
+    "routes": "Routes",
 }
 SLUGS = {label: slug for slug, label in PAGES.items()}
 PAGE_KEY = "nav"

@@ -70,8 +70,10 @@ def _show_fallbacks(report: Report) -> bool:
 
 def variant_table(report: Report) -> pd.DataFrame:
     """Per variant: units, requests (rejected ones apart), error and fallback rates,
-    latency (ms) and feedback."""
+    latency (ms), feedback and, once requests have a cost, cost per 1,000 requests and per
+    1,000 successful ones with their intervals, and billed seconds per request."""
     fallbacks = _show_fallbacks(report)
+    costs = any(v.cost_per_request is not None for v in report.variants)
     rows = []
     for v in report.variants:
         row = {
@@ -92,6 +94,14 @@ def variant_table(report: Report) -> pd.DataFrame:
             "p99 ms": num(v.latency_p99_ms),
             "feedback": v.feedback_count,
         }
+        if costs:
+            row |= {
+                "cost $/1k req [CI]": wording.usd_k_interval(v.cost_per_request,
+                                                              v.cost_per_request_ci),
+                "cost $/1k ok [CI]": wording.usd_k_interval(v.cost_per_success,
+                                                             v.cost_per_success_ci),
+                "billed s/req": num(v.billed_s_per_request, "{:.3f}"),
+            }  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -150,11 +160,17 @@ def comparison_config(report: Report) -> dict[str, st.column_config.Column]:
 def _figures(report: Report, metric: str, c: Comparison) -> list[str]:
     fmt = wording.difference_format(metric)
     cells = [
-        wording.with_interval(c.difference, c.ci, fmt),
+        wording.with_interval(
+            wording.shown(metric, c.difference), wording.shown_interval(metric, c.ci), fmt
+        ),
         wording.with_interval(c.lift, c.lift_ci, "{:+.1%}"),
     ]
     if report.engine == "bayesian":
-        risk = interval(c.risk, fmt.replace("+", "")).strip("[]") if c.risk else DASH
+        risk = (
+            interval(wording.shown_interval(metric, c.risk), fmt.replace("+", "")).strip("[]")
+            if c.risk
+            else DASH
+        )
         return [*cells, wording.chance_text(c), risk.replace(", ", " / ")]
     return [*cells, p_value(c.p_value), p_value(c.adjusted_p_value)]
 
@@ -168,10 +184,12 @@ def comparison_table(report: Report, metrics: tuple[str, ...] | None = None) -> 
         if metrics is not None and m.metric not in metrics:
             continue
         for c in m.comparisons:
-            head = [m.metric, m.role, c.comparator, verdict(c)]
+            head = [wording.metric_label(m.metric), m.role, c.comparator, verdict(c)]
             if "comparison" not in columns:
                 head.remove(c.comparator)
             cells = [*head, *_figures(report, m.metric, c)]
-            cells.append(f"{num(c.control_value, '{:.4g}')} → {num(c.treatment_value, '{:.4g}')}")
+            before = num(wording.shown(m.metric, c.control_value), "{:.4g}")
+            after = num(wording.shown(m.metric, c.treatment_value), "{:.4g}")
+            cells.append(f"{before} → {after}")
             rows.append(dict(zip(columns, cells, strict=True)))
     return pd.DataFrame(rows, columns=list(columns))

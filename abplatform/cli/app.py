@@ -1,8 +1,9 @@
 """The ``abplatform`` command line (Typer): the composition root of the CLI.
 
 Commands: ``up``, ``demo``, ``dashboard``, ``experiment create|list|show|start|set-weights|
-promote|stop|audit``, ``rollout create|list|show|pause|resume|override``, ``controller``,
-``report``, ``import``, ``power``, ``db upgrade|downgrade``. Every
+promote|stop|audit``, ``route create|update|list|show|audit``, ``rollout create|list|show|
+pause|resume|override``, ``controller``, ``report``, ``prices``, ``import``, ``power``,
+``db upgrade|downgrade``. Every
 command that needs the database applies pending migrations first. Errors print what was
 wrong and what is allowed, and exit non-zero without changing anything.
 """
@@ -15,6 +16,7 @@ from abplatform.cli.admin import db_app
 from abplatform.cli.experiments import experiment_app
 from abplatform.cli.reports import import_cmd, power_cmd, report_cmd
 from abplatform.cli.rollouts import controller_cmd, rollout_app
+from abplatform.cli.routes import prices_cmd, route_app
 from abplatform.local.commands import dashboard_cmd, demo, up
 
 app = typer.Typer(
@@ -24,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(route_app, name="route")
 app.add_typer(db_app, name="db")
 app.add_typer(rollout_app, name="rollout")
 app.command("controller")(controller_cmd)
@@ -33,6 +36,7 @@ app.command("demo")(demo)
 app.command("report")(report_cmd)
 app.command("import")(import_cmd)
 app.command("power")(power_cmd)
+app.command("prices")(prices_cmd)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,12 +60,17 @@ def print_experiment(view: service.ExperimentView) -> None:
     )
     if view.description:
         console.print(view.description)
+    if view.namespace_text:
+        console.print(f"namespace {view.namespace_text} (mutually exclusive with its neighbours)")
     table = Table("variant", "model_version", "backend app", "control", "weight %")
     for v in view.variants:
         table.add_row(
             v.key, v.model_version, v.backend_app_id, "yes" if v.is_control else "", f"{v.weight:g}"
         )
     console.print(table)
+    for v in view.variants:
+        if v.calls_text != v.backend_app_id:
+            console.print(f"{v.key} serves by {v.calls_text}", soft_wrap=True, highlight=False)
     phases = Table("phase", "weights %", "seed", "started (UTC)", "ended (UTC)", "reason")
     for p in view.phases:
         phases.add_row(
@@ -78,18 +84,78 @@ def print_experiment(view: service.ExperimentView) -> None:
     console.print(phases)
 
 
+StepOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="KEY=APP[,ARG=PATH][,ARG:=JSON]: one more app call of variant KEY, fed "
+                 "by the previous output (a pipeline); repeatable, in order."),
+]  # fmt: skip
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="KEY.ARG=JSON: a constant over the caller's arguments."),
+]
+HintOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="KEY=TEMPLATE: fal runner hint of variant KEY, e.g. treatment={lora}."),
+]
+ShadowOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="KEY=APP@PERCENT: mirror that share of KEY's requests to APP."),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(help="NAME:START-END: a slice (percent of units) of a namespace; experiments "
+                 "with disjoint slices of one namespace are mutually exclusive."),
+]  # fmt: skip
+FileOpt = Annotated[
+    Path | None,
+    typer.Option("--from-file", help="The whole experiment as JSON (the service's "
+                 "ExperimentSpec); the other options are then ignored, but the name."),
+]  # fmt: skip
+
+
+def _spec_from_file(path: Path, name: str) -> service.ExperimentSpec:
+    try:
+        data = json.loads(path.read_text())
+        return service.ExperimentSpec.model_validate({**data, "name": name})
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc}")
+        raise
+    except ValueError as exc:
+        fail(f"invalid experiment in {path}: {first_error(exc)}")
+        raise
+
+
+def _build_spec(
+    name: str, variant: list[str], patterns: dict[str, list[str]], namespace: str | None,
+    **fields: object,
+) -> service.ExperimentSpec:  # fmt: skip
+    from abplatform.cli.options import apply_variant_options, parse_namespace
+
+    if not variant:
+        fail("give the variants with --variant (one per variant), or --from-file FILE")
+    try:
+        variants = apply_variant_options([_parse_variant(v) for v in variant], **patterns)
+        return service.ExperimentSpec(
+            name=name, variants=variants,
+            namespace=parse_namespace(namespace) if namespace else None, **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except ValueError as exc:
+        fail(f"invalid experiment: {first_error(exc)}")
+        raise
+
+
 @experiment_app.command("create")
 def experiment_create(
     name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, . _ -")],
     variant: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--variant",
             "-v",
             help="KEY:MODEL_VERSION:BACKEND_APP_ID[:control][:queue]; repeat once per variant "
             "(:queue calls the backend through fal's queue, for long jobs; default: direct).",
         ),
-    ],
+    ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Percent per variant, comma-separated (default: equal).")
     ] = None,
@@ -104,24 +170,27 @@ def experiment_create(
         bool, typer.Option(help="Fall back to control on backend failure.")
     ] = False,
     start: Annotated[bool, typer.Option(help="Start it right away.")] = False,
+    step: StepOpt = None,
+    set_: SetOpt = None,
+    hint: HintOpt = None,
+    shadow: ShadowOpt = None,
+    namespace: NamespaceOpt = None,
+    from_file: FileOpt = None,
     actor: Annotated[str, ACTOR] = "cli",
 ) -> None:
     """Create an experiment (draft, or running with --start)."""
-    try:
-        spec = service.ExperimentSpec(
-            name=name,
-            description=description,
-            variants=[_parse_variant(v) for v in variant],
-            weights=parse_weights(weights) if weights else None,
-            coverage=coverage,
-            primary_metric=primary_metric,
+    if from_file is not None:
+        spec = _spec_from_file(from_file, name)
+    else:
+        patterns = {"steps": step or [], "sets": set_ or [], "hints": hint or [],
+                    "shadows": shadow or []}  # fmt: skip
+        weights_list = parse_weights(weights) if weights else None
+        spec = _build_spec(
+            name, variant or [], patterns, namespace, description=description,
+            weights=weights_list, coverage=coverage, primary_metric=primary_metric,
             guardrails=guardrail if guardrail is not None else list(service.DEFAULT_GUARDRAILS),
-            hash_seed=seed,
-            fallback_to_control=fallback,
-        )
-    except ValueError as exc:
-        fail(f"invalid experiment: {first_error(exc)}")
-        raise
+            hash_seed=seed, fallback_to_control=fallback,
+        )  # fmt: skip
     view = run_service(service.create_experiment, spec, actor=actor)
     if start:
         view = run_service(service.start_experiment, name, actor=actor)

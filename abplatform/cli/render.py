@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from abplatform.core import wording as w
-from abplatform.core.report import Comparison, Report
+from abplatform.core.report import CallSummary, Comparison, Report
 
 ACTION_STYLE = {"ship": "bold green", "keep running": "bold yellow", "roll back": "bold red"}
 VERDICT_STYLE = {
@@ -41,6 +41,9 @@ def variant_table(report: Report) -> Table:
     columns = ["variant", "weight %", "units", "requests", "rejected", "error rate"]
     columns += ["fallback rate"] if fallbacks else []
     columns += ["latency mean", "p50", "p95", "p99", "feedback"]
+    costs = any(v.cost_per_request is not None for v in report.variants)
+    ci = f"{1 - report.alpha:.0%} CI"
+    columns += [f"cost $/1k req [{ci}]", f"$/1k ok [{ci}]", "billed s/req"] if costs else []
     for col in columns:
         t.add_column(col, justify="left" if col == "variant" else "right")
     for v in report.variants:
@@ -60,7 +63,65 @@ def variant_table(report: Report) -> Table:
             w.num(v.latency_p99_ms),
             f"{v.feedback_count:,}",
         ]
+        row += [
+            w.usd_k_interval(v.cost_per_request, v.cost_per_request_ci),
+            w.usd_k_interval(v.cost_per_success, v.cost_per_success_ci),
+            w.num(v.billed_s_per_request, "{:.3f}"),
+        ] if costs else []  # fmt: skip
         t.add_row(*row)
+    return t
+
+
+def _calls_columns(t: Table, first: list[str]) -> None:
+    for col in [*first, "calls", "errors", "error rate", "latency mean", "p50", "p95",
+                "billed s", "cost $/1k"]:  # fmt: skip
+        t.add_column(col, justify="left" if col in first else "right")
+
+
+def _calls_row(c: CallSummary) -> list[str]:
+    return [
+        f"{c.calls:,}", f"{c.errors:,}" + (f" (+{c.skipped} skipped)" if c.skipped else ""),
+        w.pct(c.error_rate), w.num(c.latency_mean_ms), w.num(c.latency_p50_ms),
+        w.num(c.latency_p95_ms), w.num(c.billed_s_per_call, "{:.3f}"), w.usd_k(c.cost_per_call),
+    ]  # fmt: skip
+
+
+def steps_table(report: Report) -> Table:
+    """Per pipeline step of each variant: calls, where errors happen (later steps are
+    skipped), latency (ms), billed seconds and cost per call."""
+    t = Table(title="Pipeline steps (per call)", title_justify="left")
+    _calls_columns(t, ["variant", "step", "app"])
+    for c in report.steps:
+        t.add_row(c.variant or "–", str(c.step + 1), c.app, *_calls_row(c))
+    return t
+
+
+def shadows_table(report: Report) -> Table:
+    """Per mirroring variant: the shadow app against the live answers of the same requests."""
+    t = Table(title="Shadow traffic (the shadow vs the live answer of the same requests)",
+              title_justify="left")  # fmt: skip
+    for col in ("variant", "shadow app", "mirrored", "error rate shadow | live",
+                "latency mean shadow | live", "shadow p95", "cost $/1k shadow | live"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("variant", "shadow app") else "right")
+    for c in report.shadows:
+        t.add_row(
+            c.variant or "–", c.app, f"{c.calls:,}",
+            f"{w.pct(c.error_rate)} | {w.pct(c.live_error_rate)}",
+            f"{w.num(c.latency_mean_ms)} | {w.num(c.live_latency_mean_ms)}",
+            w.num(c.latency_p95_ms),
+            f"{w.usd_k(c.cost_per_call)} | {w.usd_k(c.live_cost_per_call)}",
+        )  # fmt: skip
+    return t
+
+
+def route_table(rules: tuple[CallSummary, ...], title: str) -> Table:
+    """Per route rule (and the experiment or app it served): requests, errors, latency
+    (ms), billed seconds and cost per request."""
+    t = Table(title=title, title_justify="left")
+    _calls_columns(t, ["route", "rule", "served by"])
+    for c in rules:
+        served = f"experiment {c.experiment}" if c.experiment else (c.app or "experiment")
+        t.add_row(c.route or "–", c.rule or "–", served, *_calls_row(c))
     return t
 
 
@@ -90,19 +151,21 @@ def comparison_table(report: Report) -> Table:
         )
     for m in report.metrics:
         fmt = w.difference_format(m.metric)
+        name = m.metric
         for c in m.comparisons:
             if bayes:
-                risk = w.interval(c.risk, fmt.replace("+", "")) if c.risk else w.DASH
+                risk = w.interval(w.shown_interval(name, c.risk), fmt.replace("+", "")) if (
+                    c.risk) else w.DASH  # fmt: skip
                 extra = [w.chance_text(c), risk]
             else:
                 extra = [w.p_value(c.p_value), w.p_value(c.adjusted_p_value)]
-            head = [m.metric, m.role] + ([] if single else [c.comparator])
+            head = [w.metric_label(name), m.role] + ([] if single else [c.comparator])
             t.add_row(
                 *head,
                 _verdict(c),
-                w.num(c.control_value, "{:.4g}"),
-                w.num(c.treatment_value, "{:.4g}"),
-                w.with_interval(c.difference, c.ci, fmt),
+                w.num(w.shown(name, c.control_value), "{:.4g}"),
+                w.num(w.shown(name, c.treatment_value), "{:.4g}"),
+                w.with_interval(w.shown(name, c.difference), w.shown_interval(name, c.ci), fmt),
                 w.with_interval(c.lift, c.lift_ci, "{:+.1%}"),
                 *extra,
             )
@@ -137,6 +200,12 @@ def render(report: Report, console: Console, previous: Report | None = None) -> 
     newer phase) is summed up in one line beside the decision."""
     console.print(Panel(_header(report), title="Stats report"))
     console.print(variant_table(report))
+    if report.rules:
+        console.print(route_table(report.rules, "Traffic by route rule"))
+    if report.steps:
+        console.print(steps_table(report))
+    if report.shadows:
+        console.print(shadows_table(report))
     console.print(comparison_table(report))
     missing = w.missing_figures(report)
     if missing:

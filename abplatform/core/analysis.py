@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from abplatform.core import metrics as catalogue
+from abplatform.core.breakdown import breakdowns, cost_figures
 from abplatform.core.comparison import ENGINES, FLAT_PRIOR, compare
 from abplatform.core.decision import decide
 from abplatform.core.errors import InvalidInputError
@@ -162,21 +163,32 @@ def _has_fallbacks(data: Sequence[PhaseData]) -> bool:
     return any(v.requests.total("fallbacks") > 0 for d in data for v in d.variants.values())
 
 
+def _has_costs(data: Sequence[PhaseData]) -> bool:
+    return any(
+        v.requests.total("valid_requests") > v.requests.total("unpriced")
+        and v.requests.total("cost_usd") > 0
+        for d in data
+        for v in d.variants.values()
+    )
+
+
 def metric_names(config: ExperimentView, data: PhaseData | Sequence[PhaseData]) -> list[str]:
     """Metrics to report: primary first, then guardrails, then the rest. Imported
     experiments have no request metrics; feedback metrics appear once they have data;
     the fallback rate appears for experiments that fall back to the control (or whose
-    data show fallbacks)."""
+    data show fallbacks); the cost metrics once requests have a cost (or when named)."""
     datas = [data] if isinstance(data, PhaseData) else list(data)
     feedback = sorted({m for d in datas for m in d.feedback_metrics})
     request_metrics: tuple[str, ...] = ()
     if config.is_live:
         wanted = {config.primary_metric, *config.guardrails}
         show_fallback = config.fallback_to_control or _has_fallbacks(datas)
+        show_cost = _has_costs(datas)
         request_metrics = tuple(
             m
             for m in catalogue.BUILTIN_METRICS
-            if m not in catalogue.FALLBACK_METRICS or show_fallback or m in wanted
+            if (m not in catalogue.FALLBACK_METRICS or show_fallback or m in wanted)
+            and (m not in catalogue.COST_METRICS or show_cost or m in wanted)
         )
     available = set(feedback) | set(request_metrics)
     names = [m for m in (config.primary_metric, *config.guardrails) if m in available]
@@ -283,9 +295,11 @@ def check_phases(
 
 
 def summarize(
-    key: str, model_version: str, is_control: bool, weight: float, d: VariantData, live: bool
-) -> VariantSummary:
-    """Descriptive figures of one variant (request figures only for live experiments)."""
+    key: str, model_version: str, is_control: bool, weight: float, d: VariantData, live: bool,
+    alpha: float = 0.05,
+) -> VariantSummary:  # fmt: skip
+    """Descriptive figures of one variant (request figures only for live experiments;
+    cost intervals at ``1 - alpha``)."""
     reqs = int(d.requests.total("requests"))
     valid = d.requests.total("valid_requests")
     errs = int(d.requests.total("errors"))
@@ -314,6 +328,7 @@ def summarize(
         rejected=int(d.requests.total("rejected")),
         fallbacks=fallbacks,
         fallback_rate=fallbacks / valid if valid and live else None,
+        **(cost_figures(d, alpha) if live else {}),  # type: ignore[arg-type]
     )
 
 
@@ -337,6 +352,12 @@ def _notes(
         notes.append(
             f"{multi} unit(s) were assigned more than one variant within a phase; "
             + ("included" if included else "excluded from the analysis")
+        )
+    unpriced = sum(int(v.requests.total("unpriced")) for d in datas for v in d.variants.values())
+    if unpriced:
+        notes.append(
+            f"{unpriced:,} request(s) called an app without a price and add no cost; set "
+            "ABPLATFORM_MACHINE_TYPES and ABPLATFORM_PRICES_PER_HOUR (abplatform prices)"
         )
     last, data = phases[-1], datas[-1]
     if len(phases) == 1 and last.number > 1 and not any(v.units for v in data.variants.values()):
@@ -368,10 +389,11 @@ def analyze(
     summaries = tuple(
         summarize(
             v.key, v.model_version, v.is_control, last.weights[i], _pooled(datas, v.key),
-            config.is_live,
+            config.is_live, settings.alpha,
         )
         for i, v in enumerate(config.variants)
     )  # fmt: skip
+    steps, shadows, rules = breakdowns(datas)
     test_label = (
         f"Bayesian, {FLAT_PRIOR}" if settings.engine == "bayesian" else f"{settings.method} test"
     )
@@ -397,6 +419,9 @@ def analyze(
         prior=FLAT_PRIOR if settings.engine == "bayesian" else None,
         phases=tuple(p.number for p in phases),
         phase_srm=phase_srm,
+        steps=steps,
+        shadows=shadows,
+        rules=rules,
     )
 
 

@@ -19,7 +19,13 @@ name                      definition                                  unit      
                                                                                 with fallback
 ``latency_mean``          latency of successful requests / ok         ms        secondary
 ``latency_p50|p95|p99``   request-level quantile (histogram)          ms        p95 guardrail
+``cost_per_request``      cost / valid requests, per unit             USD       secondary
+``cost_per_success``      cost / successful requests, per unit        USD       secondary
 ========================  ==========================================  ========  ==========
+
+Cost is what the backends billed for a request (:mod:`abplatform.core.costs`: billed
+seconds times the app's price per second; a pipeline's steps summed); requests that called
+an app without a price count in ``unpriced`` and add nothing, and the report says so.
 
 Requests are counted by **assigned** variant (intention to treat): a request the
 assigned variant failed (error or timeout) is its failure also when the control then
@@ -59,12 +65,17 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "valid_requests",
     "rejected",
     "fallbacks",
+    "billed_s",
+    "cost_usd",
+    "unpriced",
 )
 """Per-unit request sums the store keeps: requests made; requests the assigned variant
 failed (error or timeout, fallback-served ones included); requests it answered itself;
 the summed latency (ms) of those; requests not rejected for the caller's arguments
 (``valid_requests = requests - rejected``); requests rejected for the caller's
-arguments; requests the control served as a fallback after the assigned variant failed."""
+arguments; requests the control served as a fallback after the assigned variant failed;
+the billed backend seconds and the cost (USD) of the valid requests; valid requests
+whose cost is unknown (an app without a price)."""
 
 FEEDBACK_COLUMNS: tuple[str, ...] = ("value", "count")
 """Per-unit feedback sums, per metric: the summed values and how many there were."""
@@ -179,18 +190,82 @@ class VariantData:
         return VariantData(self.requests + other.requests, self.latency + other.latency, feedback)
 
 
+CALL_COLUMNS: tuple[str, ...] = (
+    "calls",
+    "errors",
+    "rejected",
+    "skipped",
+    "successes",
+    "latency_ms",
+    "billed_s",
+    "cost_usd",
+    "unpriced",
+    "live_errors",
+    "live_successes",
+    "live_latency_ms",
+    "live_cost_usd",
+)
+"""Sums the store keeps per slice of calls (:class:`CallTotals`): calls; failed ones
+(error or timeout); rejected for their arguments; pipeline steps skipped after an earlier
+step failed; successful ones and their summed latency (ms); billed seconds; cost (USD);
+calls without a price; and, for shadow calls, the same requests' live answers: failed,
+successful, their summed latency (ms, successful ones) and cost (USD)."""
+
+CALL_KINDS: tuple[str, ...] = ("request", "step", "shadow")
+"""Slices of calls: the requests of a route rule, the steps of a pipeline variant, the
+shadow calls of a mirroring variant."""
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    """Descriptive sums of one slice of calls in one phase (see :data:`CALL_KINDS`):
+    ``variant`` key (None: a route rule's requests outside any experiment), ``step``
+    (0-based; 0 for requests and shadows), ``app`` id, ``route`` and ``rule`` names and
+    the ``experiment`` a rule's request went to (requests only; None: an app), ``sums``
+    of :data:`CALL_COLUMNS` and the ``latency`` histogram (ms) of the successful calls."""
+
+    kind: str
+    variant: str | None
+    step: int
+    app: str
+    sums: Mapping[str, float]
+    latency: LatencyHistogram = field(default_factory=empty_histogram)
+    route: str | None = None
+    rule: str | None = None
+    experiment: str | None = None
+
+    @property
+    def key(self) -> tuple[str | int | None, ...]:
+        """What identifies the slice (phases of an all-phases report add up by it)."""
+        return (
+            self.kind, self.variant, self.step, self.app, self.route, self.rule, self.experiment
+        )  # fmt: skip
+
+    def total(self, column: str) -> float:
+        """``Σ column`` of the slice (0 when absent)."""
+        return self.sums.get(column, 0.0)
+
+    def __add__(self, other: CallTotals) -> CallTotals:
+        return CallTotals(
+            self.kind, self.variant, self.step, self.app, _add(self.sums, other.sums),
+            self.latency + other.latency, self.route, self.rule, self.experiment,
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PhaseData:
     """Everything the analysis of one phase needs, keyed by variant key.
 
     ``multi_exposure_units`` counts units seen in more than one variant;
-    ``multi_exposure_included`` says whether they are in ``variants``.
+    ``multi_exposure_included`` says whether they are in ``variants``. ``calls`` are the
+    phase's descriptive breakdowns: pipeline steps, shadow calls, route rules.
     """
 
     phase: int
     variants: Mapping[str, VariantData]
     multi_exposure_units: int = 0
     multi_exposure_included: bool = False
+    calls: tuple[CallTotals, ...] = ()
 
     def variant(self, key: str) -> VariantData:
         """The data of variant ``key`` (empty when it has none)."""
@@ -210,7 +285,7 @@ class Metric:
     ``source`` ``"requests"``: the ratio ``Σ numerator / Σ denominator`` of two
     :data:`REQUEST_COLUMNS` per unit; ``"latency"``: the ``quantile`` of the latency
     histogram; ``"feedback"``: the per-unit mean of a feedback metric's values.
-    ``unit`` is ``"fraction"``, ``"ms"`` or ``"value"``.
+    ``unit`` is ``"fraction"``, ``"ms"``, ``"USD"`` or ``"value"``.
     """
 
     name: str
@@ -295,6 +370,28 @@ BUILTIN_METRICS: dict[str, Metric] = {
         _latency_quantile(0.50, Role.SECONDARY),
         _latency_quantile(0.95, Role.GUARDRAIL),
         _latency_quantile(0.99, Role.SECONDARY),
+        Metric(
+            "cost_per_request",
+            "billed cost (USD) of the requests not rejected for the caller's arguments / "
+            "those requests (per unit; a fallback's cost included)",
+            "USD",
+            True,
+            Role.SECONDARY,
+            "requests",
+            "cost_usd",
+            "valid_requests",
+        ),
+        Metric(
+            "cost_per_success",
+            "billed cost (USD) of the valid requests, failed ones included / requests the "
+            "assigned variant answered (per unit): what one good answer costs",
+            "USD",
+            True,
+            Role.SECONDARY,
+            "requests",
+            "cost_usd",
+            "successes",
+        ),
     )
 }
 """The request metrics every live experiment has, by name."""
@@ -309,6 +406,9 @@ FALLBACK_GUARDRAIL = "fallback_rate"
 
 FALLBACK_METRICS: frozenset[str] = frozenset({FALLBACK_GUARDRAIL})
 """Request metrics reported only for experiments with a fallback (or data showing one)."""
+
+COST_METRICS: frozenset[str] = frozenset({"cost_per_request", "cost_per_success"})
+"""Request metrics reported only when the data have a cost (or the experiment names one)."""
 
 
 def default_guardrails(fallback_to_control: bool) -> tuple[str, ...]:
@@ -348,6 +448,9 @@ def metric(name: str) -> Metric:
 __all__ = [
     "BINS",
     "BUILTIN_METRICS",
+    "CALL_COLUMNS",
+    "CALL_KINDS",
+    "COST_METRICS",
     "DEFAULT_GUARDRAILS",
     "FALLBACK_GUARDRAIL",
     "FALLBACK_METRICS",
@@ -355,6 +458,7 @@ __all__ = [
     "FEEDBACK_PAIR",
     "RATIO_PAIRS",
     "REQUEST_COLUMNS",
+    "CallTotals",
     "FeedbackData",
     "Metric",
     "Moments",

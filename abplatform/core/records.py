@@ -86,11 +86,20 @@ class RequestRecord(_Record):
     backend call(s), in milliseconds. ``created_at`` is timezone-aware (UTC).
     ``forced``: an operator forced the variant (QA override); the row is logged and
     never analysed.
+
+    Routing patterns: ``experiment_id``/``phase_id`` are None for a request a route's
+    rule sent straight to an app (no experiment); ``route_id`` and ``rule`` name the route
+    and the rule that matched (None when the caller named an experiment).
+    ``backend_app_id`` is the app that answered (the last step of a pipeline).
+    ``billed_s`` is the backend time the request was billed for (seconds; see
+    :mod:`abplatform.core.costs`), ``cost_usd`` its cost (None: an app without a price).
+    ``calls`` is None for a single call, else JSON text of a list of :class:`CallEntry`
+    objects: each step of a pipeline variant and the shadow call of a mirrored request.
     """
 
     request_id: str
-    experiment_id: int
-    phase_id: int
+    experiment_id: int | None
+    phase_id: int | None
     unit_id: str
     assigned_variant_id: int | None
     served_variant_id: int | None
@@ -101,6 +110,42 @@ class RequestRecord(_Record):
     created_at: datetime
     fallback: bool = False
     forced: bool = False
+    route_id: int | None = None
+    rule: str | None = None
+    backend_app_id: str | None = None
+    billed_s: float | None = None
+    cost_usd: float | None = None
+    calls: str | None = None
+
+
+class CallKind(enum.StrEnum):
+    """What a logged call of a request was: a step of a pipeline, or a shadow call."""
+
+    STEP = "step"
+    SHADOW = "shadow"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEntry:
+    """One backend call of a request beyond a plain single call, as logged in
+    :attr:`RequestRecord.calls`: ``kind`` (:class:`CallKind`), ``step`` (0-based position
+    in the pipeline; 0 for a shadow), ``app`` id, wall time ``ms``, ``status`` (a
+    :class:`RequestStatus` value, or ``"skipped"`` for a step after a failed one),
+    ``billed_s`` and ``cost_usd`` (None: no price), ``error`` text (at most 500
+    characters)."""
+
+    kind: str
+    step: int
+    app: str
+    ms: float
+    status: str
+    billed_s: float
+    cost_usd: float | None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored in the ``calls`` array."""
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,4 +169,4 @@ class OutcomeRecord(_Record):
     created_at: datetime
 
 
-__all__ = ["OutcomeRecord", "RequestRecord", "RequestStatus"]
+__all__ = ["CallEntry", "CallKind", "OutcomeRecord", "RequestRecord", "RequestStatus"]

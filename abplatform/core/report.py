@@ -47,6 +47,47 @@ class VariantSummary:
     rejected: int = 0
     fallbacks: int = 0
     fallback_rate: float | None = None
+    billed_s_per_request: float | None = None
+    cost_per_request: float | None = None
+    cost_per_request_ci: tuple[float, float] | None = None
+    cost_per_success: float | None = None
+    cost_per_success_ci: tuple[float, float] | None = None
+    unpriced: int = 0
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """One kind of call in the analysed phase: a ``step`` of a variant's pipeline (0 = its
+    first app), or the ``shadow`` calls of a variant that mirrors requests, or (``kind``
+    ``request``) the requests a route's ``rule`` served.
+
+    ``experiment`` is the experiment a rule's requests went to (None: an app).
+    ``calls``: how many; ``errors``: failed (error or timeout; a step also counts
+    ``skipped`` ones, after an earlier step failed, in ``skipped``); latency in ms over
+    the successful calls; ``cost_per_call`` in USD (None: no price). For shadow calls the
+    ``live_*`` figures are the live answers of the same requests, for a paired comparison.
+    """
+
+    kind: str
+    variant: str | None
+    step: int
+    app: str
+    calls: int
+    errors: int
+    error_rate: float | None
+    latency_mean_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    billed_s_per_call: float | None
+    cost_per_call: float | None
+    skipped: int = 0
+    rejected: int = 0
+    route: str | None = None
+    rule: str | None = None
+    experiment: str | None = None
+    live_error_rate: float | None = None
+    live_latency_mean_ms: float | None = None
+    live_cost_per_call: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +179,9 @@ class Report:
     phase's own SRM check. ``engine`` says whose figures the comparisons carry;
     ``method`` (frequentist engine) is the test; ``prior`` (Bayesian engine) the prior;
     :attr:`method_label` names them in one line for every view's header.
+    ``steps`` (per pipeline step of each variant), ``shadows`` (per mirroring variant)
+    and ``rules`` (per route rule the traffic came through) are descriptive breakdowns
+    of the analysed phase(s).
     """
 
     experiment: str
@@ -161,6 +205,9 @@ class Report:
     prior: str | None = None
     phases: tuple[int, ...] = ()
     phase_srm: tuple[SrmCheck, ...] = ()
+    steps: tuple[CallSummary, ...] = ()
+    shadows: tuple[CallSummary, ...] = ()
+    rules: tuple[CallSummary, ...] = ()
 
     @property
     def all_phases(self) -> bool:
@@ -215,7 +262,26 @@ class Report:
         return json.dumps(clean(asdict(self)), indent=2)
 
 
+@dataclass(frozen=True)
+class RouteReport:
+    """What a route's traffic did, per rule, experiment and served app (all time):
+    requests, errors, latency, billed seconds and cost per request (in ``rules``, kind
+    ``request``), beside the route's ``view`` (its rules and arguments)."""
+
+    route: str
+    version: int
+    generated_at: datetime
+    rules: tuple[CallSummary, ...]
+    rule_specs: tuple[dict[str, Any], ...]
+    arguments: dict[str, Any]
+
+    def to_json(self) -> str:
+        """The route report as JSON (timestamps ISO 8601 UTC)."""
+        return json.dumps(asdict(self), indent=2, default=lambda x: x.isoformat())
+
+
 __all__ = [
+    "CallSummary",
     "Comparison",
     "Correction",
     "Decision",
@@ -223,6 +289,7 @@ __all__ = [
     "Method",
     "MetricResult",
     "Report",
+    "RouteReport",
     "SrmCheck",
     "VariantSummary",
 ]

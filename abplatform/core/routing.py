@@ -9,17 +9,56 @@ from __future__ import annotations
 
 import enum
 import functools
-from dataclasses import dataclass
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from abplatform.core import assignment
-from abplatform.core.errors import ConflictError
+from abplatform.core.errors import ConflictError, InvalidInputError
 from abplatform.core.lifecycle import serves
+
+MAX_HINT_LENGTH = 200
+"""Longest runner hint sent (characters)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One more app call of a pipeline variant, fed by the previous call's output.
+
+    ``inputs`` maps each argument of this call to a dotted path in the previous output
+    (``"image.url"``, ``"images.0.url"``); without ``inputs`` the whole previous output is
+    passed on. ``arguments`` are constants added to them (e.g. ``{"scale": 2}``).
+    """
+
+    app_id: str
+    path: str = ""
+    inputs: Mapping[str, str] = field(default_factory=dict, hash=False)
+    arguments: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    call_mode: str = "run"
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """Mirror ``share`` (a fraction) of a variant's requests to ``app_id``; its answer is
+    logged, never served."""
+
+    app_id: str
+    share: float
+    call_mode: str = "run"
 
 
 @dataclass(frozen=True)
 class RoutingVariant:
-    """What the router needs to call one variant; ``call_mode`` is "run" (one direct
-    call) or "queue" (fal's queue: submit, status stream, result)."""
+    """What the router needs to call one variant.
+
+    ``call_mode`` is "run" (one direct call) or "queue" (fal's queue: submit, status
+    stream, result). ``arguments`` are constants merged over the caller's arguments for
+    the first call (e.g. ``{"width": 512}``); ``steps`` make it a pipeline (each step's
+    output feeds the next; the last one's is served); ``runner_hint`` is a template of
+    fal's ``X-Fal-Runner-Hint`` (``"{lora}"`` takes the request's ``lora`` argument);
+    ``shadow`` mirrors a share of its requests to another app.
+    """
 
     id: int
     key: str
@@ -27,6 +66,67 @@ class RoutingVariant:
     backend_app_id: str
     is_control: bool
     call_mode: str = "run"
+    arguments: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    steps: tuple[Step, ...] = ()
+    runner_hint: str | None = None
+    shadow: Shadow | None = None
+
+    @functools.cached_property
+    def plain(self) -> bool:
+        """One call, no hint, no shadow, no argument overrides: the fast path."""
+        return not (self.steps or self.runner_hint or self.shadow or self.arguments)
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        """Every app the variant calls to answer, in order (its shadow aside)."""
+        return (self.backend_app_id, *(s.app_id for s in self.steps))
+
+
+def hint_fields(template: str) -> tuple[str, ...]:
+    """The argument names a runner-hint template reads (``"lora-{lora}"`` → ``("lora",)``).
+
+    Raises:
+        InvalidInputError: longer than :data:`MAX_HINT_LENGTH`, unbalanced braces, or a
+            placeholder that is not a plain argument name (no formats, indexes or dots).
+    """
+    if len(template) > MAX_HINT_LENGTH or not template.strip():
+        raise InvalidInputError(
+            f"runner hint {template[:60]!r} must have 1-{MAX_HINT_LENGTH} characters"
+        )
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InvalidInputError(f"runner hint {template!r}: {exc} (use {{name}})") from None
+    names = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise InvalidInputError(
+                f"runner hint {template!r}: placeholder {{{name}}} must be a plain argument "
+                "name, e.g. {lora}"
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def render_hint(template: str | None, arguments: Mapping[str, Any]) -> str | None:
+    """The runner hint for a request: ``template`` with each ``{name}`` replaced by the
+    request's argument ``name``; None without a template or when an argument is missing
+    or not a string or number. Cut to :data:`MAX_HINT_LENGTH`; characters an HTTP header
+    cannot carry (control characters, beyond latin-1) are dropped."""
+    if not template:
+        return None
+    if "{" not in template:
+        return template
+    values = {}
+    for name in hint_fields(template):
+        value = arguments.get(name)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return None
+        values[name] = value
+    text = template.format(**values)[:MAX_HINT_LENGTH]
+    return "".join(c for c in text if c.isprintable() and ord(c) < 256) or None
 
 
 @dataclass(frozen=True)
@@ -50,6 +150,7 @@ class RoutingConfig:
     variants: tuple[RoutingVariant, ...]
     winner_index: int | None
     fallback_to_control: bool
+    namespace: tuple[str, float, float] | None = None
 
     @functools.cached_property
     def enrolled_ranges(self) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -76,6 +177,11 @@ class RouteReason(enum.StrEnum):
     """The experiment is concluded: every unit gets the promoted winner."""
     NOT_ENROLLED = "not enrolled"
     """The unit is outside the coverage: served the control, not analysed."""
+    RULE = "rule"
+    """A route's rule sent the request to an app, outside any experiment."""
+    OUTSIDE_NAMESPACE = "outside namespace"
+    """The unit is outside the experiment's slice of its namespace (a layer of mutually
+    exclusive experiments): served the control, not analysed."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +223,8 @@ def decide_route(config: RoutingConfig, unit_id: str) -> RouteDecision:
     if config.winner_index is not None:
         winner = config.variants[config.winner_index]
         return RouteDecision(winner, winner, RouteReason.WINNER)
+    if config.namespace is not None and not assignment.in_namespace(unit_id, config.namespace):
+        return RouteDecision(None, config.control, RouteReason.OUTSIDE_NAMESPACE)
     index = assignment.assign_to_ranges(
         unit_id,
         seed=config.hash_seed,
@@ -129,11 +237,33 @@ def decide_route(config: RoutingConfig, unit_id: str) -> RouteDecision:
     return RouteDecision(variant, variant, RouteReason.HASHED)
 
 
+def pick_experiment(configs: Sequence[RoutingConfig], unit_id: str) -> RoutingConfig | None:
+    """The experiment of a layer that ``unit_id`` belongs to: the first of ``configs``
+    whose namespace slice holds the unit (an experiment without a namespace holds every
+    unit), None when the unit is in none of them.
+
+    Experiments that share a namespace with disjoint slices are mutually exclusive: a
+    unit's namespace hash (GrowthBook's ``inNamespace``: hash version 1, seed
+    ``"__" + namespace``) falls in at most one slice, independently of each
+    experiment's own assignment hash.
+    """
+    for config in configs:
+        if config.namespace is None or assignment.in_namespace(unit_id, config.namespace):
+            return config
+    return None
+
+
 __all__ = [
+    "MAX_HINT_LENGTH",
     "NotServingError",
     "RouteDecision",
     "RouteReason",
     "RoutingConfig",
     "RoutingVariant",
+    "Shadow",
+    "Step",
     "decide_route",
+    "hint_fields",
+    "pick_experiment",
+    "render_hint",
 ]

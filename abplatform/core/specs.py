@@ -10,12 +10,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from abplatform.core.errors import InvalidInputError
 from abplatform.core.metrics import DEFAULT_GUARDRAILS, default_guardrails
+from abplatform.core.routing import hint_fields
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -58,6 +59,60 @@ def check_key(key: str) -> str:
     return key
 
 
+INPUT_PATH_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+MAX_STEPS = 8
+
+
+class StepSpec(BaseModel):
+    """One more app call of a pipeline variant: its ``app``, endpoint ``path``, the
+    ``inputs`` it takes from the previous call's output (argument → dotted path, e.g.
+    ``{"image_url": "image.url"}``; none: the whole output) and constant ``arguments``."""
+
+    app: str = Field(min_length=3, max_length=200, description="fal app id")
+    path: str = Field(default="", max_length=200, pattern=r"^[A-Za-z0-9_/-]*$")
+    inputs: dict[str, str] = Field(default_factory=dict)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    call_mode: CallMode = "run"
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, path in v.items():
+            if not re.fullmatch(INPUT_PATH_PATTERN, path):
+                raise ValueError(
+                    f"input {name!r} reads {path!r}; give a dotted path into the previous "
+                    "output, e.g. image.url or images.0.url"
+                )
+        return v
+
+
+class ShadowSpec(BaseModel):
+    """Mirror ``percent`` of a variant's requests to ``app`` (its answer is logged and
+    compared, never served)."""
+
+    app: str = Field(min_length=3, max_length=200, description="fal app id")
+    percent: float = Field(gt=0, le=100, description="Share of requests mirrored (0-100].")
+    call_mode: CallMode = "run"
+
+
+class NamespaceSpec(BaseModel):
+    """A slice ``[start, end)`` (percent of units) of a namespace (a layer): experiments
+    sharing a namespace with disjoint slices are mutually exclusive."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="Namespace id.")
+    start: float = Field(ge=0, le=100)
+    end: float = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _range(self) -> NamespaceSpec:
+        if not self.start < self.end:
+            raise ValueError(
+                f"namespace slice {self.start:g}-{self.end:g} is empty; give START-END with "
+                "START < END, in percent (e.g. 0-50)"
+            )
+        return self
+
+
 class VariantSpec(BaseModel):
     """One arm of a new experiment."""
 
@@ -71,10 +126,32 @@ class VariantSpec(BaseModel):
         "backends that answer within a request) or 'queue' (fal's queue, for long jobs).",
     )
 
+    arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Constants merged over the caller's arguments for the first call, "
+        "e.g. {'width': 512}.",
+    )
+    steps: list[StepSpec] = Field(
+        default_factory=list,
+        description="More app calls: a pipeline (each output feeds the next; the last "
+        "one's is served).",
+    )
+    runner_hint: str | None = Field(
+        default=None, max_length=200,
+        description="fal's X-Fal-Runner-Hint: text, or {argument} placeholders (e.g. {lora}).",
+    )  # fmt: skip
+    shadow: ShadowSpec | None = Field(default=None, description="Mirror requests to an app.")
+
     @field_validator("key")
     @classmethod
     def _key(cls, v: str) -> str:
         return check_key(v)
+
+    @property
+    def apps(self) -> list[str]:
+        """Every app the variant calls (steps and shadow included)."""
+        out = [self.backend_app_id, *(s.app for s in self.steps)]
+        return out + ([self.shadow.app] if self.shadow else [])
 
 
 class ExperimentSpec(BaseModel):
@@ -96,6 +173,10 @@ class ExperimentSpec(BaseModel):
     hash_seed: str | None = Field(default=None, description="Default: random.")
     hash_version: int = 2
     fallback_to_control: bool = False
+    namespace: NamespaceSpec | None = Field(
+        default=None,
+        description="A slice of a namespace shared with mutually exclusive experiments.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -194,14 +275,37 @@ def validate_variants(specs: Sequence[VariantSpec], known_apps: Sequence[str] | 
             f"exactly one variant must be the control, got {len(controls)}"
             + (f" ({', '.join(controls)})" if controls else "")
         )
+    for v in specs:
+        check_call_options(v)
     if known_apps is None:
         return
     for v in specs:
-        if v.backend_app_id not in known_apps:
-            raise InvalidInputError(
-                f"variant '{v.key}' uses unknown backend app id '{v.backend_app_id}'; "
-                f"known: {', '.join(known_apps)} (set ABPLATFORM_BACKEND_APPS to add more)"
-            )
+        for app in v.apps:
+            if app not in known_apps:
+                raise InvalidInputError(
+                    f"variant '{v.key}' uses unknown backend app id '{app}'; known: "
+                    f"{', '.join(known_apps)} (set ABPLATFORM_BACKEND_APPS to add more)"
+                )
+
+
+def check_call_options(v: VariantSpec) -> None:
+    """A variant's pipeline, runner hint and shadow are well formed.
+
+    Raises:
+        InvalidInputError: more than :data:`MAX_STEPS` steps, a bad runner-hint template,
+            or a shadow whose app is one the variant itself calls.
+    """
+    if len(v.steps) > MAX_STEPS:
+        raise InvalidInputError(
+            f"variant '{v.key}' has {len(v.steps)} pipeline steps; at most {MAX_STEPS}"
+        )
+    if v.runner_hint is not None:
+        hint_fields(v.runner_hint)
+    if v.shadow is not None and v.shadow.app in (v.backend_app_id, *(s.app for s in v.steps)):
+        raise InvalidInputError(
+            f"variant '{v.key}' mirrors to {v.shadow.app}, an app it already calls; a shadow "
+            "must be another app"
+        )
 
 
 def validate_spec(spec: ExperimentSpec, known_apps: Sequence[str] | None) -> ValidSpec:
@@ -224,12 +328,17 @@ def validate_spec(spec: ExperimentSpec, known_apps: Sequence[str] | None) -> Val
 __all__ = [
     "KEY_PATTERN",
     "KEY_RULE",
+    "MAX_STEPS",
     "NAME_PATTERN",
     "NAME_RULE",
     "ExperimentSpec",
+    "NamespaceSpec",
     "ReallocationMode",
+    "ShadowSpec",
+    "StepSpec",
     "ValidSpec",
     "VariantSpec",
+    "check_call_options",
     "check_key",
     "check_name",
     "equal_weights_percent",

@@ -5,15 +5,21 @@ Units: split weights and coverage are **percent** here (the database stores frac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from abplatform.core.errors import NotFoundError
 
 
 @dataclass(frozen=True)
 class VariantView:
-    """A variant as stored. ``weight`` is the current phase's share in percent."""
+    """A variant as stored. ``weight`` is the current phase's share in percent.
+
+    ``steps`` are the app ids a pipeline variant calls after ``backend_app_id``;
+    ``runner_hint`` the template of fal's runner hint; ``shadow_app_id`` the app it
+    mirrors ``shadow_percent`` percent of its requests to.
+    """
 
     id: int
     key: str
@@ -21,6 +27,24 @@ class VariantView:
     backend_app_id: str
     is_control: bool
     weight: float
+    call_mode: str = "run"
+    steps: tuple[str, ...] = ()
+    runner_hint: str | None = None
+    shadow_app_id: str | None = None
+    shadow_percent: float = 0.0
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calls_text(self) -> str:
+        """How the variant is served, in words: ``a → b → c``, hint and shadow."""
+        text = " → ".join((self.backend_app_id, *self.steps))
+        if self.arguments:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in self.arguments.items()) + ")"
+        if self.runner_hint:
+            text += f"; runner hint {self.runner_hint}"
+        if self.shadow_app_id:
+            text += f"; shadow {self.shadow_percent:g}% → {self.shadow_app_id}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,15 @@ class ExperimentView:
     updated_at: datetime
     variants: tuple[VariantView, ...]
     phases: tuple[PhaseView, ...]
+    namespace: tuple[str, float, float] | None = None
+
+    @property
+    def namespace_text(self) -> str | None:
+        """``"images 0-50%"`` (the namespace and the slice of units, percent), or None."""
+        if self.namespace is None:
+            return None
+        name, start, end = self.namespace
+        return f"{name} {start:g}-{end:g}%"
 
     @property
     def current_phase(self) -> PhaseView:
@@ -102,4 +135,19 @@ class WeightChangePreview:
     moved_fraction: float
 
 
-__all__ = ["ExperimentView", "PhaseView", "VariantView", "WeightChangePreview"]
+@dataclass(frozen=True)
+class RouteView:
+    """A route as stored: its declared ``arguments`` (name → ``{"type", "default"}``) and
+    ordered ``rules`` (each a dict of :class:`abplatform.core.routes.RuleSpec` fields)."""
+
+    id: int
+    name: str
+    description: str
+    version: int
+    arguments: dict[str, Any]
+    rules: tuple[dict[str, Any], ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+__all__ = ["ExperimentView", "PhaseView", "RouteView", "VariantView", "WeightChangePreview"]

@@ -66,6 +66,43 @@ def difference_format(metric: str) -> str:
     return "{:+.2f}" if metric.startswith("latency") else "{:+.4f}"
 
 
+PER_K = 1000.0
+"""Costs read per 1,000 requests: a request costs a few hundredths of a cent."""
+
+
+def is_cost(metric: str) -> bool:
+    """Whether ``metric`` is a cost (USD per request), shown per 1,000 requests."""
+    return metric.startswith("cost_")
+
+
+def metric_label(metric: str) -> str:
+    """The metric's name with the unit a view shows it in (``cost_per_request $/1k``)."""
+    return f"{metric} ($/1k)" if is_cost(metric) else metric
+
+
+def shown(metric: str, x: float | None) -> float | None:
+    """``x`` in the unit :func:`metric_label` names (costs per 1,000 requests)."""
+    return None if x is None else (x * PER_K if is_cost(metric) else x)
+
+
+def shown_interval(metric: str, ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """An interval of ``metric`` in the unit :func:`metric_label` names."""
+    return None if ci is None else (shown(metric, ci[0]), shown(metric, ci[1]))  # type: ignore[return-value]
+
+
+def usd_k(x: float | None) -> str:
+    """A cost per request as USD per 1,000 requests, e.g. ``$0.0275``, or "–"."""
+    return DASH if x is None else f"${x * PER_K:.4f}"
+
+
+def usd_k_interval(x: float | None, ci: tuple[float, float] | None) -> str:
+    """A cost per request and its interval, per 1,000 requests, in one cell."""
+    if x is None:
+        return DASH
+    text = usd_k(x)
+    return f"{text} [{ci[0] * PER_K:.4f}, {ci[1] * PER_K:.4f}]" if ci else text
+
+
 def verdict_text(c: Comparison) -> str:
     """better / worse / not significant / no test."""
     return verdict(c)
@@ -161,15 +198,21 @@ __all__ = [
     "difference_format",
     "headline",
     "interval",
+    "is_cost",
+    "metric_label",
     "missing_figures",
     "num",
     "p_label",
     "p_value",
     "pct",
     "phase_result",
+    "shown",
+    "shown_interval",
     "signed_pct",
     "srm_line",
     "srm_text",
+    "usd_k",
+    "usd_k_interval",
     "verdict_text",
     "with_interval",
 ]

@@ -114,26 +114,44 @@ def dashboard_cmd(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] 
 
 
 def demo(
-    requests: Annotated[int, typer.Option(help="Requests during the experiment.")] = 1000,
+    requests: Annotated[
+        int | None, typer.Option(help="Requests during the experiment (1000; patterns: 400).")
+    ] = None,
     after_promotion: Annotated[int, typer.Option(help="Requests after promotion.")] = 100,
-    units: Annotated[int, typer.Option(help="Distinct unit ids (users).")] = 300,
+    units: Annotated[
+        int | None, typer.Option(help="Distinct unit ids, users (300; patterns: 200).")
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Concurrent client requests.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
+    scenario: Annotated[
+        str,
+        typer.Option(help="loop: the A/B loop (create, traffic, report, promote); patterns: "
+                     "route by image size, a pipeline variant, cost per request."),
+    ] = "loop",
     rollouts: Annotated[
         bool, typer.Option(help="Then two safe rollouts: one promoted, one rolled back.")
     ] = True,
-) -> None:
+) -> None:  # fmt: skip
     """The user's loop end to end: start the stack, create an experiment, send traffic,
     report, promote the winner, verify routing and logging; then a safe rollout of a
-    healthy and of a regressed version; shut down."""
+    healthy and of a regressed version; shut down. With ``--scenario patterns``: fal's
+    routing patterns (route by input, pipeline variant, cost per request), measured."""
     from abplatform.local.demo import run_demo
 
+    if scenario not in ("loop", "patterns"):
+        fail(f"--scenario is {scenario!r}; allowed: loop, patterns")
     try:
+        if scenario == "patterns":
+            from abplatform.local.demo_patterns import run_patterns_demo
+
+            run_patterns_demo(_home(), requests=requests or 400, units=units or 200,
+                              concurrency=concurrency, seed=seed, console=console)  # fmt: skip
+            return
         run_demo(
             _home(),
-            requests=requests,
+            requests=requests or 1000,
             after_promotion=after_promotion,
-            units=units,
+            units=units or 300,
             concurrency=concurrency,
             seed=seed,
             console=console,

@@ -2,9 +2,10 @@
 
 ``LocalFal`` starts, as subprocesses on 127.0.0.1:
 
-* each backend app (default ``backends.model_v1:ModelV1`` and ``backends.model_v2:ModelV2``)
-  over HTTP, via ``python -m abplatform.local.serve``, on tiny offline pipelines
-  (``abplatform.local.pipelines``) with images returned as data URIs;
+* each backend app (default ``backends.model_v1:ModelV1`` and ``backends.model_v2:ModelV2``
+  on tiny offline pipelines (``abplatform.local.pipelines``), and the image tools
+  ``backends.image_tools:Upscale`` and ``RemoveBackground`` for pipeline variants) over
+  HTTP, via ``python -m abplatform.local.serve``, with images returned as data URIs;
 * the queue/run gateway (``abplatform.local.gateway``) over HTTPS with a self-signed
   certificate, routing fal app ids ("abplatform/model-v1", ...) to those apps.
 
@@ -88,6 +89,11 @@ DEFAULT_BACKENDS: dict[str, BackendSpec] = {
     ),
     "abplatform/model-v2": BackendSpec(
         target="backends.model_v2:ModelV2", weights_env="MODEL_V2_WEIGHTS", pipeline="model-v2"
+    ),
+    # The later steps of a pipeline variant (Pillow only: light to serve).
+    "abplatform/upscale": BackendSpec(target="backends.image_tools:Upscale", concurrency=4),
+    "abplatform/remove-background": BackendSpec(
+        target="backends.image_tools:RemoveBackground", concurrency=4
     ),
 }
 

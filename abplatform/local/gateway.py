@@ -31,6 +31,9 @@ Behaviour:
 
 * Every request to an app carries ``x-fal-request-id``; responses carry it back, which
   also tells fal_client that a 5xx came from the app, not from an ingress (no retry).
+* Runner hints, as fal routes them: a request with ``X-Fal-Runner-Hint`` goes to a runner
+  of the app whose last answer listed that hint in ``X-Fal-Runner-Hints`` (what the
+  app's ``provide_hints()`` returns); without a match, round-robin over its runners.
 * Queued requests of one app run first-in first-out, at most ``concurrency`` at a time
   (default 1: one runner with ``max_multiplexing = 1``). Direct runs bypass the queue.
 * ``X-Fal-Request-Timeout`` (fal_client's ``start_timeout``): a request still queued

@@ -30,6 +30,8 @@ log = logging.getLogger("abplatform.local.queue")
 QUEUE_CONFIG_ENV = "ABPLATFORM_LOCALFAL_QUEUE"
 
 REQUEST_ID_HEADER = "x-fal-request-id"
+RUNNER_HINT_HEADER = "x-fal-runner-hint"
+RUNNER_HINTS_HEADER = "x-fal-runner-hints"
 START_TIMEOUT_HEADER = "x-fal-request-timeout"
 TIMEOUT_TYPE_HEADER = "x-fal-request-timeout-type"
 
@@ -153,6 +155,7 @@ class QueueStandIn:
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
         self._turn: dict[str, itertools.count[int]] = {}
+        self._hints: dict[str, frozenset[str]] = {}  # runner URL -> hints it last reported
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -252,10 +255,9 @@ class QueueStandIn:
         self, app_id: str, spec: RouteSpec, method: str, path: str, body: bytes,
         headers: dict[str, str],
     ) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
-        urls = spec.urls
-        first = next(self._turn.setdefault(app_id, itertools.count())) % len(urls)
+        urls = self._runner_order(app_id, spec.urls, headers)
         for attempt in range(len(urls)):
-            base = urls[(first + attempt) % len(urls)]
+            base = urls[attempt]
             try:
                 resp = await self.client.request(
                     method, _join(base, path), content=body, headers=headers
@@ -267,6 +269,9 @@ class QueueStandIn:
                 return _bad_gateway(app_id, base, exc)
             except httpx.HTTPError as exc:
                 return _bad_gateway(app_id, base, exc)
+        provided = resp.headers.get(RUNNER_HINTS_HEADER)
+        if provided is not None:
+            self._hints[base] = frozenset(h for h in provided.split(",") if h)
         passed = {
             k: v
             for k, v in resp.headers.items()
@@ -274,6 +279,19 @@ class QueueStandIn:
             or (k.lower().startswith("x-fal-") and k.lower() != REQUEST_ID_HEADER)
         }
         return resp.status_code, resp.content, passed
+
+    def _runner_order(
+        self, app_id: str, urls: tuple[str, ...], headers: Mapping[str, str]
+    ) -> list[str]:
+        """The app's runners in the order to try them: round-robin, except that a request
+        with a runner hint goes first to a runner whose last answer listed that hint in
+        ``X-Fal-Runner-Hints`` (fal's ``provide_hints()``): exact match, best effort."""
+        first = next(self._turn.setdefault(app_id, itertools.count())) % len(urls)
+        order = [urls[(first + i) % len(urls)] for i in range(len(urls))]
+        hint = next((v for k, v in headers.items() if k.lower() == RUNNER_HINT_HEADER), None)
+        if hint:
+            order.sort(key=lambda url: hint not in self._hints.get(url, frozenset()))
+        return order
 
     # -- queue ---------------------------------------------------------------------------
 

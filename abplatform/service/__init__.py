@@ -1,4 +1,4 @@
-"""Application services: experiment commands and reads, reports, imports.
+"""Application services: experiment and route commands and reads, reports, imports.
 
 The CLI and the dashboard call these functions and never the store directly (an
 import-linter contract enforces it). ``from abplatform import service`` gives the whole
@@ -16,14 +16,24 @@ from abplatform.core.errors import (
     StaleWriteError,
 )
 from abplatform.core.metrics import DEFAULT_GUARDRAILS
+from abplatform.core.routes import ArgumentSpec, RouteSpec, RuleSpec
 from abplatform.core.specs import (
     KEY_PATTERN,
     NAME_PATTERN,
     ExperimentSpec,
+    NamespaceSpec,
+    ShadowSpec,
+    StepSpec,
     VariantSpec,
     validate_weights_percent,
 )
-from abplatform.core.views import ExperimentView, PhaseView, VariantView, WeightChangePreview
+from abplatform.core.views import (
+    ExperimentView,
+    PhaseView,
+    RouteView,
+    VariantView,
+    WeightChangePreview,
+)
 from abplatform.service.experiments import (
     as_dict,
     audit_log,
@@ -38,19 +48,37 @@ from abplatform.service.experiments import (
     start_experiment,
     stop_experiment,
 )
+from abplatform.service.routes import (
+    create_route,
+    get_route,
+    get_route_spec,
+    list_routes,
+    price_rows,
+    price_table,
+    route_audit,
+    route_report,
+    update_route,
+)
 
 __all__ = [
     "DEFAULT_GUARDRAILS",
     "KEY_PATTERN",
     "NAME_PATTERN",
+    "ArgumentSpec",
     "ConflictError",
     "ExperimentSpec",
     "ExperimentView",
     "InvalidInputError",
+    "NamespaceSpec",
     "NotFoundError",
     "PhaseView",
+    "RouteSpec",
+    "RouteView",
+    "RuleSpec",
     "ServiceError",
+    "ShadowSpec",
     "StaleWriteError",
+    "StepSpec",
     "VariantSpec",
     "VariantView",
     "WeightChangePreview",
@@ -58,13 +86,22 @@ __all__ = [
     "audit_log",
     "create_experiment",
     "create_imported_experiment",
+    "create_route",
     "get_experiment",
+    "get_route",
+    "get_route_spec",
     "list_experiments",
+    "list_routes",
     "preview_weight_change",
+    "price_rows",
+    "price_table",
     "promote",
     "request_counts",
+    "route_audit",
+    "route_report",
     "set_weights",
     "start_experiment",
     "stop_experiment",
+    "update_route",
     "validate_weights_percent",
 ]

@@ -22,11 +22,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from abplatform.core import assignment, reallocation
-from abplatform.core.errors import InvalidInputError
+from abplatform.core.errors import ConflictError, InvalidInputError
 from abplatform.core.lifecycle import Command, ExperimentStatus, check_transition
 from abplatform.core.specs import (
     ExperimentSpec,
     ReallocationMode,
+    VariantSpec,
     check_name,
     equal_weights_percent,
     validate_coverage,
@@ -92,10 +93,14 @@ def create_experiment(session: Session, spec: ExperimentSpec, *, actor: str) -> 
 
     Raises:
         InvalidInputError: fewer than 2 variants, not exactly one control, duplicate keys,
-            unknown backend app id, bad weights (one per variant, ≥ 0, sum 100) or coverage.
-        ConflictError: an experiment with this name exists.
+            unknown backend app id (steps and shadows included), bad weights (one per
+            variant, ≥ 0, sum 100) or coverage, a bad pipeline, runner hint or shadow.
+        ConflictError: an experiment with this name exists, or its namespace slice
+            overlaps the slice of another experiment in the namespace that is not stopped
+            (a unit could be in both).
     """
     valid = validate_spec(spec, get_settings().known_backend_apps)
+    namespace = _check_namespace(session, spec)
     seed = spec.hash_seed or secrets.token_hex(8)
     exp = repo.add_experiment(
         session,
@@ -110,10 +115,8 @@ def create_experiment(session: Session, spec: ExperimentSpec, *, actor: str) -> 
             primary_metric=spec.primary_metric,
             guardrails=tuple(spec.guardrails),
             fallback_to_control=spec.fallback_to_control,
-            variants=tuple(
-                repo.NewVariant(v.key, v.model_version, v.backend_app_id, v.is_control, v.call_mode)
-                for v in spec.variants
-            ),
+            variants=tuple(_new_variant(v) for v in spec.variants),
+            namespace=namespace,
         ),
     )
     requested = {
@@ -122,6 +125,34 @@ def create_experiment(session: Session, spec: ExperimentSpec, *, actor: str) -> 
     return repo.finish_write(
         session, exp, actor=actor, action="create", before=None, extra=requested
     )
+
+
+def _new_variant(v: VariantSpec) -> repo.NewVariant:
+    shadow = None
+    if v.shadow is not None:
+        shadow = {"app": v.shadow.app, "share": v.shadow.percent / 100.0,
+                  "call_mode": v.shadow.call_mode}  # fmt: skip
+    return repo.NewVariant(
+        v.key, v.model_version, v.backend_app_id, v.is_control, v.call_mode,
+        arguments=dict(v.arguments), steps=tuple(s.model_dump() for s in v.steps),
+        runner_hint=v.runner_hint, shadow=shadow,
+    )  # fmt: skip
+
+
+def _check_namespace(session: Session, spec: ExperimentSpec) -> tuple[str, float, float] | None:
+    """The spec's namespace slice as fractions, if it overlaps no other experiment's."""
+    ns = spec.namespace
+    if ns is None:
+        return None
+    start, end = ns.start / 100.0, ns.end / 100.0
+    for name, status, a, b in repo.namespace_slices(session, ns.name):
+        if status != ExperimentStatus.STOPPED and a < end and start < b:
+            raise ConflictError(
+                f"namespace {ns.name} {ns.start:g}-{ns.end:g}% overlaps experiment '{name}' "
+                f"({a * 100:g}-{b * 100:g}%); experiments in one namespace take disjoint "
+                "slices, so that a unit is in at most one of them"
+            )
+    return (ns.name, start, end)
 
 
 def create_imported_experiment(

@@ -10,6 +10,10 @@
 Failures become :class:`BackendError` with the status the router answers (never 503:
 fal treats a 503 as a dead runner), what the log records, an error detail scrubbed of
 large inputs, and whether a retry is safe (``X-Fal-Needs-Retry``).
+
+A call may carry fal's runner hint (``X-Fal-Runner-Hint``), and returns with its answer
+the backend's own timing when fal's queue reported one (``metrics.inference_time`` of
+the COMPLETED status, seconds), which the billing prefers to the router's wall time.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import httpx
 from fal_client.client import FalClientHTTPError, FalClientTimeoutError
 from httpx_sse import aconnect_sse
 
-from abplatform.core.routing import RoutingVariant
 from abplatform.serving.guard import scrub
 
 #: Statuses of a backend's answer that mean the router's own call failed (credentials,
@@ -52,6 +55,11 @@ class BackendError(Exception):
         self.log_status = log_status
         self.detail = detail
         self.retry_safe = retry_safe
+        # Set by the caller that knows (abplatform.serving.plans): what the failed
+        # request was billed, and its pipeline's calls up to the failure.
+        self.billed_s = 0.0
+        self.cost_usd: float | None = None
+        self.calls: list[Any] | None = None
 
 
 def from_response(app_id: str, status: int, response: httpx.Response, path: str) -> BackendError:
@@ -136,22 +144,31 @@ class BackendCaller:
         self.timeout_s = timeout_s
 
     async def call(
-        self, variant: RoutingVariant, arguments: dict[str, Any], path: str, request_id: str
-    ) -> Any:
-        """The backend's JSON answer.
+        self,
+        app_id: str,
+        call_mode: str,
+        arguments: dict[str, Any],
+        path: str,
+        request_id: str,
+        hint: str | None = None,
+    ) -> tuple[Any, float | None]:
+        """The backend's JSON answer, and its own timing (seconds) when fal's queue
+        reported one (else None). ``hint`` is sent as ``X-Fal-Runner-Hint``.
 
         Raises:
             BackendError: it failed, timed out or refused the arguments.
         """
         headers = {"x-abplatform-request-id": request_id}
-        app_id = variant.backend_app_id
+        if hint is not None:
+            headers[RUNNER_HINT_HEADER] = hint
         try:
             async with asyncio.timeout(self.timeout_s):
-                if variant.call_mode == "queue":
+                if call_mode == "queue":
                     return await self._queue(app_id, arguments, path, headers)
-                return await self.client.run(
+                result = await self.client.run(
                     app_id, arguments, path=path, timeout=self.timeout_s, headers=headers
                 )
+                return result, None
         except BackendError:
             raise
         except Exception as exc:
@@ -159,14 +176,14 @@ class BackendCaller:
 
     async def _queue(
         self, app_id: str, arguments: dict[str, Any], path: str, headers: dict[str, str]
-    ) -> Any:
+    ) -> tuple[Any, float | None]:
         handle = await self.client.submit(
             app_id, arguments, path=path, headers=headers, start_timeout=self.timeout_s
         )
         try:
             completed = await self._await_completion(handle.client, handle.status_url)
-            if not completed:  # the stream ended early: fall back to polling
-                return await handle.get(interval=0.05)
+            if completed is None:  # the stream ended early: fall back to polling
+                return await handle.get(interval=0.05), None
             response = await handle.client.get(handle.response_url, timeout=self.timeout_s)
         except (asyncio.CancelledError, TimeoutError):
             task = asyncio.ensure_future(_quiet(handle.cancel()))
@@ -175,25 +192,42 @@ class BackendCaller:
             raise
         if response.status_code >= 400:
             raise from_response(app_id, response.status_code, response, path)
-        return response.json()
+        return response.json(), _inference_time(completed)
 
     @staticmethod
-    async def _await_completion(client: httpx.AsyncClient, status_url: str) -> bool:
-        """Follow the status stream until it ends; True when it said COMPLETED.
+    async def _await_completion(
+        client: httpx.AsyncClient, status_url: str
+    ) -> dict[str, Any] | None:
+        """Follow the status stream until it ends; the COMPLETED status object, or None
+        when it never said COMPLETED.
 
         The stream is read to its end (fal closes it right after COMPLETED) rather than
         left at COMPLETED: a response closed early takes its connection with it, and the
         next call paid a new TLS handshake (``SSLObject.do_handshake`` was 9% of the
         router's CPU in queue mode, issue 10's profile)."""
-        completed = False
+        completed: dict[str, Any] | None = None
         async with aconnect_sse(client, "GET", status_url + "/stream", timeout=None) as events:
             if events.response.status_code >= 400:
                 await events.response.aread()
-                return False
+                return None
             async for event in events.aiter_sse():
-                if event.data and json.loads(event.data).get("status") == "COMPLETED":
-                    completed = True
+                if event.data:
+                    status = json.loads(event.data)
+                    if status.get("status") == "COMPLETED":
+                        completed = status
         return completed
+
+
+RUNNER_HINT_HEADER = "X-Fal-Runner-Hint"
+
+
+def _inference_time(status: dict[str, Any]) -> float | None:
+    """fal's own timing of a completed queued request (``metrics.inference_time``, s)."""
+    metrics = status.get("metrics")
+    value = metrics.get("inference_time") if isinstance(metrics, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -204,4 +238,11 @@ async def _quiet(coro: Any) -> None:
         await coro
 
 
-__all__ = ["BackendCaller", "BackendError", "from_exception", "from_response", "pooled_client"]
+__all__ = [
+    "RUNNER_HINT_HEADER",
+    "BackendCaller",
+    "BackendError",
+    "from_exception",
+    "from_response",
+    "pooled_client",
+]

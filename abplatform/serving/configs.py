@@ -1,11 +1,13 @@
-"""Experiment configs for the router: cached, pushed by PostgreSQL, refreshed as a net.
+"""Experiment and route configs for the router: cached, pushed by PostgreSQL, refreshed
+as a net.
 
 A request for a cached experiment is a dict lookup. The first request for a name loads
 it (in a thread). A listener (:func:`abplatform.store.notify.config_changes`) reloads an
 experiment the moment a change to it commits, so weight changes and promotions reach
 every runner within milliseconds; every ``ttl_s`` seconds all cached configs are reloaded
 anyway (the safety net when notifications are lost, e.g. while the listener reconnects).
-While the database is down the last good config stays in use.
+While the database is down the last good config stays in use. Routes are cached beside
+the experiments under ``route:<name>`` (the key their change notifications carry).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from abplatform.core.routes import RouteConfig
 from abplatform.core.routing import RoutingConfig
 from abplatform.store.connection import Database
+from abplatform.store.routes import ROUTE_PREFIX
 
 log = logging.getLogger("abplatform.router")
 
@@ -26,9 +30,10 @@ LISTEN_BACKOFF_MAX_S = 5.0
 
 @dataclass
 class CacheEntry:
-    """A config (None: no such experiment, or ``error`` when it could not be loaded)."""
+    """A config (None: no such experiment or route, or ``error`` when it could not be
+    loaded)."""
 
-    config: RoutingConfig | None
+    config: RoutingConfig | RouteConfig | None
     fetched_at: float
     error: str | None = None
 
@@ -48,18 +53,25 @@ class ConfigCache:
         """How many experiment names are cached."""
         return len(self._entries)
 
-    def _load(self, name: str) -> RoutingConfig | None:
+    def _load(self, name: str) -> RoutingConfig | RouteConfig | None:
         from abplatform.core.errors import NotFoundError
-        from abplatform.store import experiments
+        from abplatform.store import experiments, routes
 
         with self._db.sessions() as session:
             try:
+                if name.startswith(ROUTE_PREFIX):
+                    return routes.route_config(session, name.removeprefix(ROUTE_PREFIX))
                 return experiments.routing_config(session, name)
             except NotFoundError:
                 return None
 
+    async def get_route(self, name: str) -> CacheEntry:
+        """The cached entry of route ``name`` (see :meth:`get`)."""
+        return await self.get(ROUTE_PREFIX + name)
+
     async def get(self, name: str) -> CacheEntry:
-        """The cached entry for ``name``, loading it if absent or a stale negative entry."""
+        """The cached entry of experiment ``name`` (``route:<name>``: a route), loading it
+        if absent or a stale negative entry."""
         entry = self._entries.get(name)
         now = time.monotonic()
         if entry is not None and (

@@ -11,7 +11,10 @@ loop); a collector turns them into metric families when Prometheus scrapes:
 * ``abplatform_router_log_pending_rows``: log rows buffered in memory;
 * ``abplatform_router_log_spooled_rows``: log rows in spool files waiting for the database;
 * ``abplatform_router_log_rows_total{outcome}``: rows written, spooled, replayed, dropped;
-* ``abplatform_router_log_failed_writes_total``.
+* ``abplatform_router_log_failed_writes_total``;
+* ``abplatform_router_shadow_calls_total{outcome}``: shadow calls started, or shed because
+  too many were in flight (``shed_full``) or the router was busy (``shed_busy``);
+  ``abplatform_router_shadow_in_flight``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class RouterMetrics(Collector):
         self.buckets: dict[tuple[str, str], list[int]] = {}
         self.sums: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.writer: Any = None
+        self.shadows: Any = None
 
     def observe(self, experiment: str, variant: str, status: str, seconds: float) -> None:
         """One answered request (``seconds`` of router wall time)."""
@@ -72,6 +76,18 @@ class RouterMetrics(Collector):
             hist.add_metric(list(key), cumulative, self.sums[key])
         yield hist
         yield from self._writer_metrics()
+        if self.shadows is not None:
+            calls = CounterMetricFamily(
+                "abplatform_router_shadow_calls", "Shadow calls", labels=["outcome"]
+            )
+            calls.add_metric(["started"], self.shadows.started)
+            calls.add_metric(["shed_full"], self.shadows.shed_full)
+            calls.add_metric(["shed_busy"], self.shadows.shed_busy)
+            yield calls
+            yield GaugeMetricFamily(
+                "abplatform_router_shadow_in_flight", "Shadow calls running",
+                value=self.shadows.in_flight,
+            )  # fmt: skip
 
     def _writer_metrics(self) -> Iterator[Any]:
         w = self.writer

@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from abplatform.core import assignment, reallocation
 from abplatform.core.errors import ConflictError, NotFoundError, StaleWriteError
 from abplatform.core.lifecycle import ExperimentStatus
-from abplatform.core.routing import RoutingConfig, RoutingVariant
+from abplatform.core.routing import RoutingConfig, RoutingVariant, Shadow, Step
 from abplatform.core.specs import ReallocationMode
 from abplatform.core.views import ExperimentView, PhaseView, VariantView
 from abplatform.store.models import AuditEntry, Experiment, Phase, RequestLog, Variant
@@ -103,9 +103,16 @@ def to_view(exp: Experiment) -> ExperimentView:
                 backend_app_id=v.backend_app_id,
                 is_control=v.is_control,
                 weight=phase.weights[i] * 100.0,
+                call_mode=v.call_mode,
+                steps=tuple(s["app"] for s in v.steps or ()),
+                runner_hint=v.runner_hint,
+                shadow_app_id=v.shadow["app"] if v.shadow else None,
+                shadow_percent=v.shadow["share"] * 100.0 if v.shadow else 0.0,
+                arguments=dict(v.arguments or {}),
             )
             for i, v in enumerate(exp.variants)
         ),
+        namespace=_namespace(exp, 100.0),
         phases=tuple(
             PhaseView(
                 id=p.id,
@@ -119,6 +126,38 @@ def to_view(exp: Experiment) -> ExperimentView:
             )
             for p in exp.phases
         ),
+    )
+
+
+def _namespace(exp: Experiment, scale: float = 1.0) -> tuple[str, float, float] | None:
+    if exp.namespace is None or exp.namespace_start is None or exp.namespace_end is None:
+        return None
+    return (exp.namespace, exp.namespace_start * scale, exp.namespace_end * scale)
+
+
+def _step(s: dict[str, Any]) -> Step:
+    return Step(
+        s["app"], s.get("path", ""), dict(s.get("inputs") or {}), dict(s.get("arguments") or {}),
+        s.get("call_mode", "run"),
+    )  # fmt: skip
+
+
+def to_routing_variant(v: Variant) -> RoutingVariant:
+    """The router's view of a variant row: its calls, hint and shadow."""
+    shadow = v.shadow
+    return RoutingVariant(
+        id=v.id,
+        key=v.key,
+        model_version=v.model_version,
+        backend_app_id=v.backend_app_id,
+        is_control=v.is_control,
+        call_mode=v.call_mode,
+        arguments=dict(v.arguments or {}),
+        steps=tuple(_step(s) for s in v.steps or ()),
+        runner_hint=v.runner_hint,
+        shadow=Shadow(shadow["app"], shadow["share"], shadow.get("call_mode", "run"))
+        if shadow
+        else None,
     )
 
 
@@ -136,19 +175,10 @@ def to_routing_config(exp: Experiment) -> RoutingConfig:
         hash_version=exp.hash_version,
         coverage=phase.coverage,
         allocation=assignment.Allocation.from_json(phase.allocation),
-        variants=tuple(
-            RoutingVariant(
-                id=v.id,
-                key=v.key,
-                model_version=v.model_version,
-                backend_app_id=v.backend_app_id,
-                is_control=v.is_control,
-                call_mode=v.call_mode,
-            )
-            for v in exp.variants
-        ),
+        variants=tuple(to_routing_variant(v) for v in exp.variants),
         winner_index=winner if exp.status == ExperimentStatus.CONCLUDED else None,
         fallback_to_control=exp.fallback_to_control,
+        namespace=_namespace(exp),
     )
 
 
@@ -184,6 +214,17 @@ def find_request(session: Session, request_id: str) -> tuple[int, int, str] | No
     return (row[0], row[1], row[2]) if row else None
 
 
+def namespace_slices(session: Session, namespace: str) -> list[tuple[str, str, float, float]]:
+    """``(name, status, start, end)`` (fractions) of every experiment in ``namespace``."""
+    rows = session.execute(
+        sa.select(
+            Experiment.name, Experiment.status, Experiment.namespace_start,
+            Experiment.namespace_end,
+        ).where(Experiment.namespace == namespace)
+    ).all()  # fmt: skip
+    return [(n, st, float(a), float(b)) for n, st, a, b in rows]
+
+
 def request_counts(session: Session, experiment_id: int) -> dict[tuple[int, str, str], int]:
     """Logged requests of an experiment by (phase number, served variant key, status).
 
@@ -205,13 +246,18 @@ def request_counts(session: Session, experiment_id: int) -> dict[tuple[int, str,
 
 @dataclass(frozen=True)
 class NewVariant:
-    """A variant of a new experiment (position = order given)."""
+    """A variant of a new experiment (position = order given); ``steps`` and ``shadow``
+    as stored (JSON; the shadow's share a fraction)."""
 
     key: str
     model_version: str
     backend_app_id: str
     is_control: bool
     call_mode: str = "run"
+    arguments: dict[str, Any] | None = None
+    steps: tuple[dict[str, Any], ...] = ()
+    runner_hint: str | None = None
+    shadow: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +282,7 @@ class NewExperiment:
     phase_reason: str = "created"
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    namespace: tuple[str, float, float] | None = None
 
 
 def add_experiment(session: Session, new: NewExperiment) -> Experiment:
@@ -259,6 +306,9 @@ def add_experiment(session: Session, new: NewExperiment) -> Experiment:
         source=new.source,
         started_at=new.started_at,
         ended_at=new.ended_at,
+        namespace=new.namespace[0] if new.namespace else None,
+        namespace_start=new.namespace[1] if new.namespace else None,
+        namespace_end=new.namespace[2] if new.namespace else None,
     )
     for i, v in enumerate(new.variants):
         exp.variants.append(
@@ -269,6 +319,10 @@ def add_experiment(session: Session, new: NewExperiment) -> Experiment:
                 backend_app_id=v.backend_app_id,
                 is_control=v.is_control,
                 call_mode=v.call_mode,
+                arguments=dict(v.arguments or {}),
+                steps=list(v.steps),
+                runner_hint=v.runner_hint,
+                shadow=v.shadow,
             )
         )
     exp.phases.append(
@@ -403,6 +457,7 @@ __all__ = [
     "finish_write",
     "load",
     "load_all",
+    "namespace_slices",
     "new_allocation",
     "now",
     "request_counts",
@@ -410,5 +465,6 @@ __all__ = [
     "snapshot",
     "start_phase",
     "to_routing_config",
+    "to_routing_variant",
     "to_view",
 ]

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -39,6 +41,7 @@ _PG_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
     (sa.Double, "float8"),
     (sa.DateTime, "timestamptz"),
     (sa.String, "text"),
+    (JSONB, "jsonb"),
 )
 
 UNIQUE_VIOLATION = "23505"
@@ -55,7 +58,9 @@ _STAGING = (
 )
 
 _KNOWN_PHASE = (
-    "EXISTS (SELECT 1 FROM phases p WHERE p.id = s.phase_id AND p.experiment_id = s.experiment_id)"
+    "(EXISTS (SELECT 1 FROM phases p WHERE p.id = s.phase_id "
+    "AND p.experiment_id = s.experiment_id) "
+    "OR (s.experiment_id IS NULL AND s.phase_id IS NULL AND s.route_id IS NOT NULL))"
 )
 
 MOVE_REQUESTS = f"""
@@ -66,20 +71,25 @@ WITH ins AS (
     RETURNING *
 ),
 totals AS ({rollups.upsert_unit_totals("ins")}),
-buckets AS ({rollups.upsert_latency_buckets("ins")})
+buckets AS ({rollups.upsert_latency_buckets("ins")}),
+call_totals AS ({rollups.upsert_call_totals("ins")}),
+call_buckets AS ({rollups.upsert_call_buckets("ins")})
 SELECT (SELECT count(*) FROM ins),
        (SELECT count(*) FROM staging_requests s WHERE NOT {_KNOWN_PHASE})
 """
 """Staged request rows into ``requests``; the inserted ones into the rollups. Rows whose
 (experiment, phase) does not exist are refused (counted in the second column): the log
-table has no per-row foreign key checks, this one set-wise check stands in for them."""
+table has no per-row foreign key checks, this one set-wise check stands in for them. A
+route's request outside any experiment has neither (and a route)."""
 
 FAST_MOVE_REQUESTS = f"""
 WITH ins AS (
     INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS} FROM staging_requests
 ),
 totals AS ({rollups.upsert_unit_totals("staging_requests")}),
-buckets AS ({rollups.upsert_latency_buckets("staging_requests")})
+buckets AS ({rollups.upsert_latency_buckets("staging_requests")}),
+call_totals AS ({rollups.upsert_call_totals("staging_requests")}),
+call_buckets AS ({rollups.upsert_call_buckets("staging_requests")})
 SELECT count(*) FROM staging_requests
 """
 """Staged request rows, none logged before and all of a known phase, into ``requests`` and
@@ -100,7 +110,7 @@ _RESOLVED = ", ".join(
 
 MOVE_OUTCOMES = f"""
 WITH src AS (
-    SELECT {_RESOLVED} FROM staging_outcomes s
+    SELECT {_RESOLVED}, r.request_id IS NOT NULL AS request_logged FROM staging_outcomes s
     LEFT JOIN requests r ON s.experiment_id IS NULL AND r.request_id = s.request_id
 ),
 ins AS (
@@ -111,23 +121,29 @@ ins AS (
 ),
 totals AS ({rollups.upsert_unit_outcomes("ins")})
 SELECT (SELECT count(*) FROM ins),
-       (SELECT coalesce(array_agg(outcome_key), '{{}}') FROM src WHERE experiment_id IS NULL)
+       (SELECT coalesce(array_agg(outcome_key), '{{}}') FROM src
+        WHERE experiment_id IS NULL AND NOT request_logged),
+       (SELECT count(*) FROM src WHERE experiment_id IS NULL AND request_logged)
 """
 """Staged outcome rows into ``outcomes``; the inserted ones into the rollups. Outcomes
 without an experiment (feedback on a request another router runner served) take the
 experiment, phase and unit of their request's row; those whose request row is not there
-yet are left out and returned (second column) for a later retry."""
+yet are left out and returned (second column) for a later retry; those whose request
+was served outside any experiment (a route's rule sent it to an app) are refused
+(counted in the third column): there is nothing to analyse them in."""
 
 
 class BatchResult(NamedTuple):
     """What one write did: new request rows, new outcome rows, the keys of outcomes not
-    written because their request row does not exist (yet), and request rows refused
-    because their experiment phase does not exist."""
+    written because their request row does not exist (yet), request rows refused because
+    their experiment phase does not exist, and outcomes refused because their request
+    was served outside any experiment."""
 
     requests: int
     outcomes: int
     unresolved: tuple[str, ...] = ()
     refused: int = 0
+    refused_outcomes: int = 0
 
 
 def copy_types(model: type[Base], columns: Sequence[str]) -> list[str]:
@@ -152,6 +168,18 @@ _REQUEST_TYPES = copy_types(RequestLog, RequestRecord.columns())
 _OUTCOME_TYPES = copy_types(Outcome, OutcomeRecord.columns())
 
 
+def _json_text_as_jsonb(row: Sequence[Any], positions: Sequence[int]) -> Sequence[Any]:
+    """``row`` with its JSON text at ``positions`` marked for the binary jsonb dumper
+    (which would otherwise encode the text as a JSON string)."""
+    if all(row[i] is None for i in positions):
+        return row
+    out = list(row)
+    for i in positions:
+        if out[i] is not None:
+            out[i] = Jsonb(out[i], dumps=str)
+    return out
+
+
 def copy_rows(
     connection: Connection,
     table: str,
@@ -165,8 +193,12 @@ def copy_rows(
     columns' PostgreSQL types, :func:`copy_types`) the copy is binary, which skips
     formatting every value as text: about 5× less client CPU for request records (a
     200,000-row copy into the staging table took 1.1 s as text, 0.2 s binary; issue 10).
+    A ``jsonb`` column takes JSON text (as :class:`RequestRecord` keeps it), sent as is.
     Runs inside the caller's transaction, so a failure leaves nothing behind.
     """
+    json_at = [i for i, t in enumerate(types or ()) if t == "jsonb"]
+    if json_at:
+        rows = [_json_text_as_jsonb(row, json_at) for row in rows]
     raw = connection.connection.driver_connection  # psycopg 3 connection
     cols = ", ".join(columns)
     binary = " (FORMAT BINARY)" if types else ""
@@ -205,7 +237,7 @@ def write_records(
     outcomes left for later (see :data:`MOVE_OUTCOMES`)."""
     for sql in _STAGING:
         conn.exec_driver_sql(sql)
-    new_requests = new_outcomes = refused_requests = 0
+    new_requests = new_outcomes = refused_requests = refused_outcomes = 0
     unresolved: tuple[str, ...] = ()
     if requests:
         copy_rows(conn, "staging_requests", RequestRecord.columns(),
@@ -215,10 +247,10 @@ def write_records(
     if outcomes:
         copy_rows(conn, "staging_outcomes", OutcomeRecord.columns(),
                   [o.as_row() for o in outcomes], _OUTCOME_TYPES)  # fmt: skip
-        count, keys = conn.exec_driver_sql(MOVE_OUTCOMES).one()
-        new_outcomes, unresolved = int(count), tuple(keys)
+        count, keys, orphans = conn.exec_driver_sql(MOVE_OUTCOMES).one()
+        new_outcomes, unresolved, refused_outcomes = int(count), tuple(keys), int(orphans)
         conn.exec_driver_sql("DELETE FROM staging_outcomes")
-    return BatchResult(new_requests, new_outcomes, unresolved, refused_requests)
+    return BatchResult(new_requests, new_outcomes, unresolved, refused_requests, refused_outcomes)
 
 
 def write_batch(
@@ -237,7 +269,8 @@ def write_batch(
 def analyze(connection: Connection) -> None:
     """Refresh planner statistics of the log tables after a bulk load."""
     connection.exec_driver_sql(
-        "ANALYZE requests, outcomes, unit_totals, latency_buckets, unit_outcomes"
+        "ANALYZE requests, outcomes, unit_totals, latency_buckets, unit_outcomes, call_totals, "
+        "call_latency_buckets"
     )
 
 

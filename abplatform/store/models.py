@@ -1,6 +1,8 @@
 """SQLAlchemy 2 typed ORM models: the platform's PostgreSQL schema.
 
-Tables: ``experiments``, ``variants``, ``phases``, ``requests``, ``outcomes``, ``audit_log``.
+Tables: ``experiments``, ``variants``, ``phases``, ``routes``, ``requests``, ``outcomes``,
+``audit_log``, and the rollups ``unit_totals``, ``latency_buckets``, ``unit_outcomes``,
+``call_totals``, ``call_latency_buckets``.
 All timestamps are ``timestamptz`` and written in UTC. Split weights are stored as
 fractions in [0, 1] summing to 1 (the service and UI speak percent).
 The schema is created by the Alembic migrations in ``migrations/``, never by ``create_all``.
@@ -77,6 +79,10 @@ class Experiment(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # A slice [start, end) (fractions) of a namespace shared by mutually exclusive experiments.
+    namespace: Mapped[str | None] = mapped_column(String(100))
+    namespace_start: Mapped[float | None] = mapped_column(Double)
+    namespace_end: Mapped[float | None] = mapped_column(Double)
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="experiment",
@@ -96,12 +102,21 @@ class Experiment(Base):
         CheckConstraint("coverage >= 0 AND coverage <= 1", name="coverage_fraction"),
         CheckConstraint("hash_version IN (1, 2)", name="hash_version_known"),
         CheckConstraint("source IN ('live', 'import')", name="source_known"),
+        CheckConstraint(
+            "namespace IS NULL OR (0 <= namespace_start AND namespace_start < namespace_end "
+            "AND namespace_end <= 1)",
+            name="namespace_slice",
+        ),
     )
 
 
 class Variant(Base):
     """One arm: a ``model_version`` label served by a fal backend app, called directly
-    (``call_mode`` "run") or through fal's queue ("queue")."""
+    (``call_mode`` "run") or through fal's queue ("queue"); ``arguments`` are constants
+    merged over the caller's, ``steps`` more calls of a pipeline (JSON list of
+    :class:`abplatform.core.specs.StepSpec`), ``runner_hint`` a template of fal's runner
+    hint, ``shadow`` the app it mirrors a share of requests to (JSON ``{"app", "share"
+    (fraction), "call_mode"}``)."""
 
     __tablename__ = "variants"
 
@@ -113,6 +128,10 @@ class Variant(Base):
     backend_app_id: Mapped[str] = mapped_column(String(200))
     is_control: Mapped[bool] = mapped_column(Boolean, default=False)
     call_mode: Mapped[str] = mapped_column(String(8), default="run", server_default="run")
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    runner_hint: Mapped[str | None] = mapped_column(String(200))
+    shadow: Mapped[dict[str, Any] | None] = mapped_column()
 
     experiment: Mapped[Experiment] = relationship(
         back_populates="variants", foreign_keys=[experiment_id]
@@ -147,19 +166,38 @@ class Phase(Base):
     )
 
 
+class Route(Base):
+    """A routing config: declared ``arguments`` and ordered ``rules`` (JSON of
+    :class:`abplatform.core.routes.RouteSpec`), addressed by ``POST /`` with ``route``."""
+
+    __tablename__ = "routes"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rules: Mapped[list[Any]] = mapped_column()
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts(onupdate=func.now())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
 class RequestLog(Base):
     """One routed request, written by the router's background writer
     (:class:`abplatform.core.records.RequestRecord`: ``status`` is the assigned
     variant's outcome, ``fallback`` whether the control then served it). ``forced`` rows
-    were routed by a QA override and are never analysed."""
+    were routed by a QA override and are never analysed. A request a route's rule sent
+    straight to an app has no experiment or phase."""
 
     __tablename__ = "requests"
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # No foreign keys on the log table: per-row FK triggers took 60% of the insert time
     # (EXPLAIN ANALYZE, issue 10); the log store checks a batch's phases set-wise instead.
-    experiment_id: Mapped[int] = mapped_column(Integer)
-    phase_id: Mapped[int] = mapped_column(Integer)
+    experiment_id: Mapped[int | None] = mapped_column(Integer)
+    phase_id: Mapped[int | None] = mapped_column(Integer)
     unit_id: Mapped[str] = mapped_column(String(200))
     assigned_variant_id: Mapped[int | None] = mapped_column(Integer)
     served_variant_id: Mapped[int | None] = mapped_column(Integer)
@@ -170,6 +208,12 @@ class RequestLog(Base):
     created_at: Mapped[datetime] = _ts()
     fallback: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
     forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
+    route_id: Mapped[int | None] = mapped_column(Integer)
+    rule: Mapped[str | None] = mapped_column(String(64))
+    backend_app_id: Mapped[str | None] = mapped_column(String(200))
+    billed_s: Mapped[float | None] = mapped_column(Double)
+    cost_usd: Mapped[float | None] = mapped_column(Double)
+    calls: Mapped[list[Any] | None] = mapped_column()
 
     __table_args__ = (
         CheckConstraint("status IN ('ok', 'error', 'timeout', 'rejected')", name="status_valid"),
@@ -237,6 +281,9 @@ class UnitTotal(Base):
     valid_requests: Mapped[int] = mapped_column(BigInteger)
     rejected: Mapped[int] = mapped_column(BigInteger)
     fallbacks: Mapped[int] = mapped_column(BigInteger)
+    billed_s: Mapped[float] = mapped_column(Double)
+    cost_usd: Mapped[float] = mapped_column(Double)
+    unpriced: Mapped[int] = mapped_column(BigInteger)
 
 
 class LatencyBucket(Base):
@@ -277,6 +324,60 @@ class UnitOutcome(Base):
     count: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Double)
     all_binary: Mapped[bool] = mapped_column(Boolean)
+
+
+class CallTotal(Base):
+    """Rollup: sums of one slice of calls (:data:`abplatform.core.metrics.CALL_COLUMNS`):
+    the requests of a route rule (``kind`` "request", per served app and experiment), the
+    steps of a pipeline variant ("step") and the shadow calls of a mirroring variant
+    ("shadow"). 0 / '' stand for "none" in the keys (a route's request outside any
+    experiment has experiment, phase and variant 0; a step has route 0 and rule '')."""
+
+    __tablename__ = "call_totals"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phase_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    skipped: Mapped[int] = mapped_column(BigInteger)
+    successes: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Double)
+    billed_s: Mapped[float] = mapped_column(Double)
+    cost_usd: Mapped[float] = mapped_column(Double)
+    unpriced: Mapped[int] = mapped_column(BigInteger)
+    live_errors: Mapped[int] = mapped_column(BigInteger)
+    live_successes: Mapped[int] = mapped_column(BigInteger)
+    live_latency_ms: Mapped[float] = mapped_column(Double)
+    live_cost_usd: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (Index("ix_call_totals_route", "route_id"),)
+
+
+class CallLatencyBucket(Base):
+    """Rollup: latency histogram (buckets of :class:`abplatform.core.stats.LatencyBins`)
+    of the successful calls of each slice of :class:`CallTotal`."""
+
+    __tablename__ = "call_latency_buckets"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phase_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_call_latency_buckets_route", "route_id"),)
 
 
 class Rollout(Base):

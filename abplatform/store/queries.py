@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session
 
 from abplatform.core.metrics import (
     BINS,
+    CALL_COLUMNS,
     FEEDBACK_COLUMNS,
     FEEDBACK_PAIR,
     RATIO_PAIRS,
     REQUEST_COLUMNS,
+    CallTotals,
     FeedbackData,
     Moments,
     PhaseData,
@@ -121,6 +123,49 @@ def latency_buckets(
     return out
 
 
+_CALLS_SQL = f"""
+SELECT t.kind, t.variant_id, t.step, t.app_id, coalesce(r.name, '') AS route, t.rule,
+       {", ".join(f"sum(t.{c})::float8" for c in CALL_COLUMNS)}
+FROM call_totals t LEFT JOIN routes r ON r.id = t.route_id
+WHERE t.experiment_id = :e AND t.phase_id = :p
+GROUP BY t.kind, t.variant_id, t.step, t.app_id, r.name, t.rule
+"""
+_CALL_BUCKETS_SQL = """
+SELECT b.kind, b.variant_id, b.step, b.app_id, coalesce(r.name, '') AS route, b.rule, b.bucket,
+       sum(b.count)
+FROM call_latency_buckets b LEFT JOIN routes r ON r.id = b.route_id
+WHERE b.experiment_id = :e AND b.phase_id = :p
+GROUP BY b.kind, b.variant_id, b.step, b.app_id, r.name, b.rule, b.bucket
+"""
+
+
+def fetch_calls(
+    session: Session, experiment: ExperimentView, phase: PhaseView
+) -> tuple[CallTotals, ...]:
+    """The phase's call slices from the ``call_totals`` rollups: each pipeline step and
+    each shadow app per variant, and the requests per route rule (over all variants)."""
+    params = {"e": experiment.id, "p": phase.id}
+    keys = {v.id: v.key for v in experiment.variants}
+    hists: dict[tuple[object, ...], dict[int, int]] = {}
+    for *key, bucket, count in session.execute(sa.text(_CALL_BUCKETS_SQL), params).all():
+        hists.setdefault(tuple(key), {})[int(bucket)] = int(count)
+    merged: dict[tuple[object, ...], CallTotals] = {}
+    for kind, variant_id, step, app, route, rule, *sums in session.execute(
+        sa.text(_CALLS_SQL), params
+    ).all():
+        hist = LatencyHistogram.from_buckets(
+            hists.get((kind, variant_id, step, app, route, rule), {}), BINS
+        )
+        request = kind == "request"
+        totals = CallTotals(
+            kind, None if request else keys.get(variant_id), int(step), "" if request else app,
+            dict(zip(CALL_COLUMNS, sums, strict=True)), hist, route or None, rule or None,
+            experiment.name if request else None,
+        )  # fmt: skip
+        merged[totals.key] = merged[totals.key] + totals if totals.key in merged else totals
+    return tuple(merged.values())
+
+
 def fetch_phase_data(
     session: Session,
     experiment: ExperimentView,
@@ -165,7 +210,8 @@ def fetch_phase_data(
         )
         for vid, key in keys.items()
     }
-    return PhaseData(phase.number, variants, multi, include_multi)
+    calls = fetch_calls(session, experiment, phase)
+    return PhaseData(phase.number, variants, multi, include_multi, calls)
 
 
 def fetch_phases_data(
@@ -270,6 +316,7 @@ __all__ = [
     "LastChange",
     "Watermark",
     "activity",
+    "fetch_calls",
     "fetch_phase_data",
     "fetch_phases_data",
     "last_changes",

@@ -3,7 +3,10 @@
 Three tables (see :mod:`abplatform.store.models`): ``unit_totals`` (per unit, phase and
 assigned variant: the sums of :data:`abplatform.core.metrics.REQUEST_COLUMNS`),
 ``latency_buckets`` (a latency histogram per phase and variant) and ``unit_outcomes``
-(per unit, phase and feedback metric: :data:`~abplatform.core.metrics.FEEDBACK_COLUMNS`).
+(per unit, phase and feedback metric: :data:`~abplatform.core.metrics.FEEDBACK_COLUMNS`);
+and two for the breakdowns of routing patterns: ``call_totals`` (per slice of calls: a
+route rule's requests, a pipeline step, a variant's shadow calls; the sums of
+:data:`~abplatform.core.metrics.CALL_COLUMNS`) and ``call_latency_buckets``.
 
 **The aggregation is defined once, here**, as SQL over log rows: :data:`REQUEST_COLUMN_SQL`
 says how each unit column is computed from one request row, and :func:`unit_sums`,
@@ -21,7 +24,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection
 
 from abplatform.core.errors import InvalidInputError
-from abplatform.core.metrics import BINS, FEEDBACK_COLUMNS, REQUEST_COLUMNS
+from abplatform.core.metrics import BINS, CALL_COLUMNS, FEEDBACK_COLUMNS, REQUEST_COLUMNS
 from abplatform.core.stats import LatencyBins
 
 REQUEST_COLUMN_SQL: dict[str, str] = {
@@ -32,20 +35,92 @@ REQUEST_COLUMN_SQL: dict[str, str] = {
     "valid_requests": "CASE WHEN status <> 'rejected' THEN 1 ELSE 0 END",
     "rejected": "CASE WHEN status = 'rejected' THEN 1 ELSE 0 END",
     "fallbacks": "CASE WHEN fallback THEN 1 ELSE 0 END",
+    "billed_s": "CASE WHEN status <> 'rejected' THEN coalesce(billed_s, 0) ELSE 0 END",
+    "cost_usd": "CASE WHEN status <> 'rejected' THEN coalesce(cost_usd, 0) ELSE 0 END",
+    "unpriced": "CASE WHEN status <> 'rejected' AND cost_usd IS NULL THEN 1 ELSE 0 END",
 }
 """Each unit column of the catalogue as an expression over one ``requests`` row, whose
 ``status`` is the assigned variant's outcome (:class:`abplatform.core.records.RequestStatus`)
-and ``fallback`` says whether the control then served it."""
+and ``fallback`` says whether the control then served it. Cost columns count the requests
+not rejected for the caller's arguments; a request without a cost is ``unpriced``."""
 
 FEEDBACK_COLUMN_SQL: dict[str, str] = {"value": "sum(value)", "count": "count(*)"}
 """Each feedback unit column of the catalogue as an aggregate over ``outcomes`` rows."""
 
-if tuple(REQUEST_COLUMN_SQL) != REQUEST_COLUMNS or tuple(FEEDBACK_COLUMN_SQL) != FEEDBACK_COLUMNS:
+_FAILED = "status IN ('error', 'timeout')"
+_VALID = "status NOT IN ('rejected', 'skipped')"
+CALL_COLUMN_SQL: dict[str, str] = {
+    "calls": "1",
+    "errors": f"CASE WHEN {_FAILED} THEN 1 ELSE 0 END",
+    "rejected": "CASE WHEN status = 'rejected' THEN 1 ELSE 0 END",
+    "skipped": "CASE WHEN status = 'skipped' THEN 1 ELSE 0 END",
+    "successes": "CASE WHEN status = 'ok' THEN 1 ELSE 0 END",
+    "latency_ms": "CASE WHEN status = 'ok' THEN ms ELSE 0 END",
+    "billed_s": f"CASE WHEN {_VALID} THEN coalesce(billed_s, 0) ELSE 0 END",
+    "cost_usd": f"CASE WHEN {_VALID} THEN coalesce(cost_usd, 0) ELSE 0 END",
+    "unpriced": f"CASE WHEN {_VALID} AND cost_usd IS NULL THEN 1 ELSE 0 END",
+    "live_errors": "CASE WHEN live_status IN ('error', 'timeout') THEN 1 ELSE 0 END",
+    "live_successes": "CASE WHEN live_status = 'ok' THEN 1 ELSE 0 END",
+    "live_latency_ms": "CASE WHEN live_status = 'ok' THEN live_ms ELSE 0 END",
+    "live_cost_usd": "CASE WHEN live_status IS NOT NULL THEN coalesce(live_cost, 0) ELSE 0 END",
+}
+"""Each column of :data:`~abplatform.core.metrics.CALL_COLUMNS` as an expression over one
+row of :func:`call_rows` (``status``, ``ms``, ``billed_s``, ``cost_usd`` of the call; for a
+shadow call ``live_status``, ``live_ms``, ``live_cost`` of the same request's live answer)."""
+
+if (
+    tuple(REQUEST_COLUMN_SQL) != REQUEST_COLUMNS
+    or tuple(FEEDBACK_COLUMN_SQL) != FEEDBACK_COLUMNS
+    or tuple(CALL_COLUMN_SQL) != CALL_COLUMNS
+):
     raise RuntimeError("the rollup SQL must define exactly the catalogue's unit columns")
 
 UNIT_KEYS = ("experiment_id", "phase_id", "unit_id", "variant_id")
 BUCKET_KEYS = ("experiment_id", "phase_id", "variant_id", "bucket")
 OUTCOME_KEYS = ("experiment_id", "phase_id", "unit_id", "metric")
+CALL_KEYS = (
+    "experiment_id", "phase_id", "variant_id", "route_id", "rule", "kind", "step", "app_id"
+)  # fmt: skip
+
+
+def call_rows(source: str) -> str:
+    """A parenthesised subquery ``k``: one row per call slice member of the request rows of
+    ``source`` (not QA-forced): each request a route's rule served (``kind`` "request"),
+    and each element of a request's ``calls`` (pipeline steps, shadow calls). 0 / '' mark
+    "none" in the keys. A step or shadow belongs to the assigned variant (the served one
+    for a unit outside the experiment)."""
+    return f"""(
+    SELECT coalesce(experiment_id, 0) AS experiment_id, coalesce(phase_id, 0) AS phase_id,
+           coalesce(assigned_variant_id, 0) AS variant_id, route_id, coalesce(rule, '') AS rule,
+           'request' AS kind, 0 AS step, coalesce(backend_app_id, '') AS app_id, status,
+           latency_ms AS ms, billed_s, cost_usd, NULL::text AS live_status,
+           NULL::float8 AS live_ms, NULL::float8 AS live_cost
+    FROM (SELECT * FROM {source}) AS q WHERE route_id IS NOT NULL AND NOT forced
+    UNION ALL
+    SELECT coalesce(q.experiment_id, 0), coalesce(q.phase_id, 0),
+           coalesce(q.assigned_variant_id, q.served_variant_id, 0), 0, '', c->>'kind',
+           (c->>'step')::int, c->>'app', c->>'status', (c->>'ms')::float8,
+           (c->>'billed_s')::float8, (c->>'cost_usd')::float8,
+           CASE WHEN c->>'kind' = 'shadow' THEN q.status END, q.latency_ms, q.cost_usd
+    FROM (SELECT * FROM {source}) AS q CROSS JOIN LATERAL jsonb_array_elements(q.calls) AS c
+    WHERE q.calls IS NOT NULL AND NOT q.forced
+) AS k"""
+
+
+def call_sums(source: str) -> str:
+    """``SELECT`` of the call slice sums of the request rows of ``source``."""
+    keys = ", ".join(CALL_KEYS)
+    sums = ", ".join(f"sum({expr}) AS {col}" for col, expr in CALL_COLUMN_SQL.items())
+    return f"SELECT {keys}, {sums} FROM {call_rows(source)} GROUP BY {keys}"
+
+
+def call_latency_counts(source: str) -> str:
+    """``SELECT`` of the latency histogram counts of the successful calls of ``source``."""
+    keys = ", ".join(CALL_KEYS)
+    return (
+        f"SELECT {keys}, {latency_bucket_sql('ms')} AS bucket, count(*) AS count "
+        f"FROM {call_rows(source)} WHERE status = 'ok' GROUP BY {keys}, bucket"
+    )
 
 
 def latency_bucket_sql(column: str = "latency_ms", bins: LatencyBins = BINS) -> str:
@@ -127,18 +202,35 @@ def upsert_latency_buckets(source: str) -> str:
     return _upsert("latency_buckets", BUCKET_KEYS, ("count",), latency_counts(source))
 
 
+def upsert_call_totals(source: str) -> str:
+    """Add the call slice sums of ``source`` to ``call_totals``."""
+    return _upsert("call_totals", CALL_KEYS, CALL_COLUMNS, call_sums(source))
+
+
+def upsert_call_buckets(source: str) -> str:
+    """Add the call latency histogram counts of ``source`` to ``call_latency_buckets``."""
+    return _upsert(
+        "call_latency_buckets", (*CALL_KEYS, "bucket"), ("count",), call_latency_counts(source)
+    )
+
+
 def upsert_unit_outcomes(source: str) -> str:
     """Add the per-unit feedback sums of ``source`` to ``unit_outcomes``."""
     values = (*FEEDBACK_COLUMNS, "all_binary")
     return _upsert("unit_outcomes", OUTCOME_KEYS, values, outcome_sums(source))
 
 
+_OWN_REQUESTS = "(SELECT * FROM requests WHERE experiment_id = %(e)s) AS r"
 REBUILD_SQL = (
     "DELETE FROM unit_totals WHERE experiment_id = %(e)s",
     "DELETE FROM latency_buckets WHERE experiment_id = %(e)s",
     "DELETE FROM unit_outcomes WHERE experiment_id = %(e)s",
-    upsert_unit_totals("(SELECT * FROM requests WHERE experiment_id = %(e)s) AS r"),
-    upsert_latency_buckets("(SELECT * FROM requests WHERE experiment_id = %(e)s) AS r"),
+    "DELETE FROM call_totals WHERE experiment_id = %(e)s",
+    "DELETE FROM call_latency_buckets WHERE experiment_id = %(e)s",
+    upsert_unit_totals(_OWN_REQUESTS),
+    upsert_latency_buckets(_OWN_REQUESTS),
+    upsert_call_totals(_OWN_REQUESTS),
+    upsert_call_buckets(_OWN_REQUESTS),
     """UPDATE outcomes o SET phase_id = r.phase_id FROM requests r
        WHERE o.experiment_id = %(e)s AND o.phase_id IS NULL AND r.request_id = o.request_id""",
     """UPDATE outcomes o SET phase_id = p.id FROM phases p
@@ -184,14 +276,21 @@ def add_exposures(
 
 
 __all__ = [
+    "CALL_COLUMN_SQL",
+    "CALL_KEYS",
     "FEEDBACK_COLUMN_SQL",
     "REQUEST_COLUMN_SQL",
     "add_exposures",
+    "call_latency_counts",
+    "call_rows",
+    "call_sums",
     "latency_bucket_sql",
     "latency_counts",
     "outcome_sums",
     "rebuild",
     "unit_sums",
+    "upsert_call_buckets",
+    "upsert_call_totals",
     "upsert_latency_buckets",
     "upsert_unit_outcomes",
     "upsert_unit_totals",

@@ -266,8 +266,12 @@ class BatchWriter:
         if refused:
             self.stats.dropped += refused
             log.error("%d log rows refused: their experiment phase does not exist", refused)
+        orphans = int(getattr(result, "refused_outcomes", 0) or 0)
+        if orphans:
+            self.stats.dropped += orphans
+            log.warning("%d feedback rows dropped: their request had no experiment", orphans)
         self.stats.requests_written += len(reqs) - refused
-        self.stats.outcomes_written += len(outs) - len(unresolved)
+        self.stats.outcomes_written += len(outs) - len(unresolved) - orphans
         if replay:
             self.stats.replayed += len(reqs) + len(outs) - len(unresolved)
 

@@ -22,7 +22,7 @@ from abplatform.core import wording
 from abplatform.core.analysis import default_method
 from abplatform.core.report import Report
 from abplatform.core.series import MIN_CHART_UNITS
-from dashboard import access, charts, context, data, tables
+from dashboard import access, charts, context, data, patterns, tables
 from dashboard.views import rollout
 
 ACTION_PREFIXES = ("split_", "promote_", "end_", "start_")
@@ -405,6 +405,7 @@ def results(view: service.ExperimentView, results: data.ExperimentResults) -> No
         key="variant_table",
         column_config=tables.pinned("variant"),
     )
+    _patterns(view, report)
     st.subheader(tables.comparator_title(report))
     _comparisons(report, "comparison_table")
     for line in wording.missing_figures(report):
@@ -436,6 +437,29 @@ def results(view: service.ExperimentView, results: data.ExperimentResults) -> No
     _comparisons(report, "latency_comparisons", latency_metrics)
     for note in report.notes:
         st.caption(f"Note: {note}")
+
+
+def _patterns(view: service.ExperimentView, report: Report) -> None:
+    """How the variants are served (pipelines, hints, shadows, namespace) and the
+    breakdowns of the routing patterns: route rules, pipeline steps, shadow traffic."""
+    served = [f"**{v.key}**: {v.calls_text}" for v in view.variants
+              if v.calls_text != v.backend_app_id]  # fmt: skip
+    if view.namespace_text:
+        served.append(f"namespace **{view.namespace_text}** (mutually exclusive with the "
+                      "other experiments of the namespace)")  # fmt: skip
+    if served:
+        st.caption(" · ".join(served))
+    if report.rules:
+        st.markdown("**Traffic by route rule**")
+        st.dataframe(patterns.rules_table(report.rules), hide_index=True, key="rules_table")
+    if report.steps:
+        st.markdown("**Pipeline steps** (per call; later steps are skipped after a failure)")
+        st.dataframe(patterns.steps_table(report.steps), hide_index=True, key="steps_table")
+    if report.shadows:
+        st.markdown("**Shadow traffic** (the shadow against the live answer of the same "
+                    "requests; never served)")  # fmt: skip
+        st.dataframe(patterns.shadows_table(report.shadows), hide_index=True,
+                     key="shadows_table")  # fmt: skip
 
 
 def _charts(view: service.ExperimentView, results: data.ExperimentResults) -> None:

@@ -28,12 +28,15 @@ T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 class Req(NamedTuple):
     """One request as the router logs it: the assigned variant's outcome (``ok``,
-    ``error``, ``timeout`` or ``rejected``), its latency (ms) and whether the control
-    served it as a fallback."""
+    ``error``, ``timeout`` or ``rejected``), its latency (ms), whether the control
+    served it as a fallback, and its cost (USD; None: an app without a price) and billed
+    seconds."""
 
     status: str
     latency_ms: float
     fallback: bool = False
+    cost_usd: float | None = 0.0
+    billed_s: float = 0.0
 
 
 @dataclass
@@ -82,6 +85,15 @@ def variant_data(units: Sequence[Unit]) -> VariantData:
         "valid_requests": per_unit((st != "rejected").sum() for st in status),
         "rejected": per_unit((st == "rejected").sum() for st in status),
         "fallbacks": per_unit(sum(r.fallback for r in log) for log in logs),
+        "billed_s": per_unit(
+            sum(r.billed_s for r in log if r.status != "rejected") for log in logs
+        ),
+        "cost_usd": per_unit(
+            sum(r.cost_usd or 0.0 for r in log if r.status != "rejected") for log in logs
+        ),
+        "unpriced": per_unit(
+            sum(r.cost_usd is None and r.status != "rejected" for r in log) for log in logs
+        ),
     }
     ok_latencies = np.concatenate([x[o] for o, x in zip(ok, lat, strict=True)] or [[]])
     feedback: dict[str, FeedbackData] = {}

@@ -71,6 +71,7 @@ class Accumulator:
             "successes": ok.astype(float), "latency_ms": latency, "valid_requests": k.astype(float),
             "rejected": zeros, "fallbacks": zeros,
         }  # fmt: skip
+        cols = {c: cols.get(c, zeros) for c in REQUEST_COLUMNS}  # cost: not simulated (0)
         self.n += units
         for c, v in cols.items():
             self.sums[c] += float(v.sum())

@@ -13,7 +13,7 @@ def test_every_builtin_is_lower_is_better_with_a_unit_and_the_defaults_are_guard
     assert metrics.DEFAULT_GUARDRAILS == ("error_rate", "latency_p95")
     assert metrics.default_guardrails(True) == ("error_rate", "latency_p95", "fallback_rate")
     assert all(m.lower_is_better for m in metrics.BUILTIN_METRICS.values())
-    assert {m.unit for m in metrics.BUILTIN_METRICS.values()} == {"fraction", "ms"}
+    assert {m.unit for m in metrics.BUILTIN_METRICS.values()} == {"fraction", "ms", "USD"}
     assert metrics.metric("thumbs_up").source == "feedback"
     assert not metrics.metric("thumbs_up").lower_is_better
 

@@ -12,6 +12,7 @@ from abplatform.store.models import Base
 TABLES = {
     "experiments", "variants", "phases", "requests", "outcomes", "audit_log",
     "unit_totals", "latency_buckets", "unit_outcomes", "rollouts", "controller_leases",
+    "routes", "call_totals", "call_latency_buckets",
 }  # fmt: skip
 
 
