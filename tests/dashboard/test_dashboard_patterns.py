@@ -116,8 +116,8 @@ def table(at: object, *columns: str):
 
 
 def test_the_routes_page_shows_rules_traffic_per_rule_and_prices(
-    app_env: str,
-    db: Database,  # noqa: F811
+    app_env: str,  # noqa: F811
+    db: Database,
 ) -> None:
     setup_patterns(db)
     at = open_app("routes")
@@ -136,8 +136,8 @@ def test_the_routes_page_shows_rules_traffic_per_rule_and_prices(
 
 
 def test_the_experiment_page_shows_cost_rules_steps_and_shadows(
-    app_env: str,
-    db: Database,  # noqa: F811
+    app_env: str,  # noqa: F811
+    db: Database,
 ) -> None:
     setup_patterns(db)
     at = open_app("experiment", "big")
