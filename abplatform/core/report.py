@@ -7,10 +7,11 @@ plain frozen dataclasses, serialisable with :meth:`Report.to_json`.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from abplatform.core.jsonable import json_safe
 
 Method = Literal["sequential", "fixed"]
 Correction = Literal["holm", "bh", "none"]
@@ -248,18 +249,7 @@ class Report:
     def to_json(self) -> str:
         """The report as JSON (timestamps ISO 8601 UTC, NaN as null)."""
 
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            if isinstance(x, datetime):
-                return x.isoformat()
-            return x
-
-        return json.dumps(clean(asdict(self)), indent=2)
+        return json.dumps(json_safe(asdict(self)), indent=2)
 
 
 @dataclass(frozen=True)

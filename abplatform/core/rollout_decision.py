@@ -4,12 +4,12 @@ sentence and every figure (pure; the rule is described in :mod:`abplatform.core.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from abplatform.core.jsonable import json_safe
 from abplatform.core.metrics import PhaseData
 from abplatform.core.rollout import RolloutPlan, RolloutState
 from abplatform.core.rollout_evidence import (
@@ -40,16 +40,7 @@ class RolloutAction:
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (evidence included; NaN and infinities as None)."""
 
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
-        return clean(asdict(self))  # type: ignore[no-any-return]
+        return json_safe(asdict(self))  # type: ignore[no-any-return]
 
 
 def _step_label(plan: RolloutPlan, step: int) -> str:
