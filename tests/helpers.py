@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from abplatform.settings import get_settings
 
 TEMPLATE = "abplatform_template"
 
@@ -41,3 +46,17 @@ def run_cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
     )
+
+
+@contextmanager
+def settings_env(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in the environment, and the settings read again, for a module's local stack
+    (its router processes inherit it); the environment and the settings restored after."""
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            get_settings.cache_clear()
+            yield
+    finally:
+        get_settings.cache_clear()

@@ -7,7 +7,6 @@ is applied twice."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -25,9 +24,8 @@ from abplatform.local.echo import DELAY_ENV, VERSION_ENV
 from abplatform.local.falcloud import BackendSpec
 from abplatform.local.stack import LocalStack
 from abplatform.service import rollouts
-from abplatform.settings import get_settings
 from abplatform.store import rollouts as store
-from tests.helpers import fresh_database
+from tests.helpers import fresh_database, settings_env
 
 A, B = "abplatform/echo-a", "abplatform/echo-b"
 LEASE_S = 1.5
@@ -49,21 +47,13 @@ def stack(
         "ABPLATFORM_CONTROLLER_INTERVAL_S": "0.3",
         "ABPLATFORM_CONTROLLER_LEASE_S": str(LEASE_S),
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
     home = Path(tmp_path_factory.mktemp("handover", numbered=True))
-    try:
-        with LocalStack(home, database_url=url, routers=2, backends={A: echo("a"), B: echo("b")},
-                        extra_router_env=env) as s:  # fmt: skip
-            yield s
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
+    backends = {A: echo("a"), B: echo("b")}
+    with (
+        settings_env(env),
+        LocalStack(home, database_url=url, routers=2, backends=backends, extra_router_env=env) as s,
+    ):
+        yield s
 
 
 def _traffic(urls: list[str], stop: threading.Event) -> None:

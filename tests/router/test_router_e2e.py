@@ -18,10 +18,9 @@ from abplatform.core import assignment
 from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.local.stack import LocalStack
 from abplatform.service.reports import build_report
-from abplatform.settings import get_settings
 from abplatform.store.connection import Database, make_database
 from abplatform.store.models import Outcome, RequestLog
-from tests.helpers import fresh_database
+from tests.helpers import fresh_database, settings_env
 
 V1, V2, BROKEN = "abplatform/model-v1", "abplatform/model-v2", "abplatform/model-broken"
 ARGS = {"prompt": "a red fox", "num_inference_steps": 1}
@@ -37,19 +36,12 @@ def stack(
     (it answers 404), standing in for a backend that fails.
     """
     url = fresh_database(pg_server_url, "router_e2e")
-    old = os.environ.get("ABPLATFORM_BACKEND_APPS")
-    os.environ["ABPLATFORM_BACKEND_APPS"] = f"{V1},{V2},{BROKEN}"
-    get_settings.cache_clear()
     home = Path(tmp_path_factory.mktemp("stack", numbered=True))
-    try:
-        with LocalStack(home, config_ttl_s=0.5, database_url=url) as s:
-            yield s
-    finally:
-        if old is None:
-            os.environ.pop("ABPLATFORM_BACKEND_APPS", None)
-        else:
-            os.environ["ABPLATFORM_BACKEND_APPS"] = old
-        get_settings.cache_clear()
+    with (
+        settings_env({"ABPLATFORM_BACKEND_APPS": f"{V1},{V2},{BROKEN}"}),
+        LocalStack(home, config_ttl_s=0.5, database_url=url) as s,
+    ):
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ process of the local stack. Whatever arrives, the router answers, and never with
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.local.echo import DELAY_ENV
 from abplatform.local.falcloud import BackendSpec
 from abplatform.local.stack import LocalStack
-from abplatform.settings import get_settings
-from tests.helpers import fresh_database
+from tests.helpers import fresh_database, settings_env
 
 ECHO = "abplatform/echo"
 EXAMPLES = 150
@@ -41,28 +39,25 @@ def router(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The router's URL and its OpenAPI document; experiment "fz" runs on an echo backend."""
     url = fresh_database(pg_server_url, "router_fuzz")
-    os.environ["ABPLATFORM_BACKEND_APPS"] = ECHO
-    get_settings.cache_clear()
     backends = {ECHO: BackendSpec(target="abplatform.local.echo:EchoBackend", concurrency=64,
                                   env={DELAY_ENV: "1"})}  # fmt: skip
     home = Path(tmp_path_factory.mktemp("fuzz"))
-    try:
-        with LocalStack(home, database_url=url, backends=backends,
-                        extra_router_env={"ABPLATFORM_BACKEND_APPS": ECHO}) as stack:  # fmt: skip
-            assert stack.db is not None
-            variants = [VariantSpec(key="control", model_version="a", backend_app_id=ECHO,
-                                    is_control=True),
-                        VariantSpec(key="t", model_version="b", backend_app_id=ECHO,
-                                    call_mode="queue")]  # fmt: skip
-            with stack.db.sessions() as s:
-                service.create_experiment(s, ExperimentSpec(name="fz", variants=variants),
-                                          actor="test")  # fmt: skip
-                service.start_experiment(s, "fz", actor="test")
-            schema = httpx.get(f"{stack.router_url}/openapi.json", timeout=30).json()
-            yield stack.router_url, schema
-    finally:
-        os.environ.pop("ABPLATFORM_BACKEND_APPS", None)
-        get_settings.cache_clear()
+    env = {"ABPLATFORM_BACKEND_APPS": ECHO}
+    with (
+        settings_env(env),
+        LocalStack(home, database_url=url, backends=backends, extra_router_env=env) as stack,
+    ):
+        assert stack.db is not None
+        variants = [VariantSpec(key="control", model_version="a", backend_app_id=ECHO,
+                                is_control=True),
+                    VariantSpec(key="t", model_version="b", backend_app_id=ECHO,
+                                call_mode="queue")]  # fmt: skip
+        with stack.db.sessions() as s:
+            service.create_experiment(s, ExperimentSpec(name="fz", variants=variants),
+                                      actor="test")  # fmt: skip
+            service.start_experiment(s, "fz", actor="test")
+        schema = httpx.get(f"{stack.router_url}/openapi.json", timeout=30).json()
+        yield stack.router_url, schema
 
 
 def body_for(schema: dict[str, Any], model: str) -> st.SearchStrategy[Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,9 +26,8 @@ from abplatform.local.echo import DELAY_ENV, RUNNER_ENV, VERSION_ENV
 from abplatform.local.falcloud import BackendSpec
 from abplatform.local.stack import LocalStack
 from abplatform.service.reports import build_report
-from abplatform.settings import get_settings
 from abplatform.store.connection import Database
-from tests.helpers import fresh_database
+from tests.helpers import fresh_database, settings_env
 
 A, H, SLOW = "abplatform/echo-a", "abplatform/echo-h", "abplatform/echo-slow"
 LORA = "abplatform/lora"
@@ -57,32 +55,24 @@ def stack(
         "ABPLATFORM_MACHINE_TYPES": f"{A}=GPU-A100,{H}=GPU-H100,{SLOW}=GPU-H100",
         "ABPLATFORM_LOG_FLUSH_INTERVAL_MS": "100",
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
     home = Path(tmp_path_factory.mktemp("patterns", numbered=True))
     backends = {A: echo("a"), H: echo("h"), SLOW: echo("slow", SHADOW_DELAY_MS)}
-    try:
-        with LocalStack(
+    with (
+        settings_env(env),
+        LocalStack(
             home, config_ttl_s=30.0, database_url=url, backends=backends, extra_router_env=env
-        ) as s:
-            assert s.fal is not None
-            urls = []
-            for i in range(3):
-                runner = s.fal.start_service(
-                    "abplatform.local.echo:EchoBackend", name=f"lora-{i}",
-                    env={DELAY_ENV: "2", RUNNER_ENV: f"runner-{i}"},
-                )  # fmt: skip
-                urls.append(f"http://127.0.0.1:{runner.port}")
-            s.fal.add_route(LORA, urls[0], concurrency=64, replicas=urls[1:])
-            yield s
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
+        ) as s,
+    ):
+        assert s.fal is not None
+        urls = []
+        for i in range(3):
+            runner = s.fal.start_service(
+                "abplatform.local.echo:EchoBackend", name=f"lora-{i}",
+                env={DELAY_ENV: "2", RUNNER_ENV: f"runner-{i}"},
+            )  # fmt: skip
+            urls.append(f"http://127.0.0.1:{runner.port}")
+        s.fal.add_route(LORA, urls[0], concurrency=64, replicas=urls[1:])
+        yield s
 
 
 @pytest.fixture(scope="module")

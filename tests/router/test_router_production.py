@@ -7,7 +7,6 @@ stopped under load, input limits, health, metrics and the QA override."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -22,9 +21,8 @@ from abplatform.core.specs import ExperimentSpec, VariantSpec
 from abplatform.local.echo import DELAY_ENV, VERSION_ENV
 from abplatform.local.falcloud import BackendSpec
 from abplatform.local.stack import LocalStack
-from abplatform.settings import get_settings
 from abplatform.store.connection import Database
-from tests.helpers import admin_execute, fresh_database
+from tests.helpers import admin_execute, fresh_database, settings_env
 
 A, B = "abplatform/echo-a", "abplatform/echo-b"
 TOKEN = "qa-secret-token"
@@ -52,27 +50,19 @@ def stack(
         "ABPLATFORM_LOG_FLUSH_INTERVAL_MS": "100",
         "ABPLATFORM_FLUSH_TIMEOUT_S": "3",
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
     home = Path(tmp_path_factory.mktemp("prod", numbered=True))
-    try:
-        with LocalStack(
+    with (
+        settings_env(env),
+        LocalStack(
             home,
             config_ttl_s=30.0,
             database_url=url,
             routers=3,
             backends={A: echo("a"), B: echo("b")},
             extra_router_env=env,
-        ) as s:
-            yield s
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
+        ) as s,
+    ):
+        yield s
 
 
 @pytest.fixture(scope="module")
