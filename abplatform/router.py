@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.background import BackgroundTask
 
+from abplatform.core.metrics import BUILTIN_METRICS, check_metric_name
 from abplatform.core.records import OutcomeRecord, RequestRecord, RequestStatus
 from abplatform.core.routing import (
     NotServingError,
@@ -105,8 +106,9 @@ class RouteRequest(BaseModel):
     @model_validator(mode="after")
     def _one_target(self) -> RouteRequest:
         if (self.experiment is None) == (self.route is None):
+            given = "neither was given" if self.experiment is None else "both were given"
             raise ValueError(
-                "give either experiment (an A/B test) or route (routing rules), not both"
+                f"give either experiment (an A/B test) or route (routing rules): {given}"
             )
         return self
 
@@ -136,6 +138,16 @@ class FeedbackRequest(BaseModel):
     @classmethod
     def _text(cls, value: str | None, info: Any) -> str | None:
         return None if value is None else plain_text(value, info.field_name)
+
+    @field_validator("metric")
+    @classmethod
+    def _feedback_metric(cls, value: str) -> str:
+        if value in BUILTIN_METRICS:
+            raise ValueError(
+                f"{value!r} is a built-in metric, computed from the request log; feedback "
+                "takes any other name (for example thumbs_up)"
+            )
+        return check_metric_name(value)
 
 
 def _fail(status: int, detail: Any, retry: bool = False) -> HTTPException:

@@ -33,10 +33,22 @@ def fail(message: str, code: int = 2) -> None:
 
 def database_url() -> str:
     """``DATABASE_URL``, or (unset) the URL of the local embedded PostgreSQL, started on
-    demand. The CLI is the one production edge that may start the local default."""
+    demand (with a note on stderr when its state folder is new: a command run from another
+    folder would otherwise read an empty database without a word). The CLI is the one
+    production edge that may start the local default."""
     from abplatform.local.postgres import resolve_url
+    from abplatform.settings import get_settings
 
-    return resolve_url()
+    settings = get_settings()
+    if not settings.database_url and not (settings.home / "pg").exists():
+        home = settings.home.resolve()
+        err_console.print(
+            f"note: DATABASE_URL is not set and {home} has no database yet: starting a new, "
+            "empty embedded PostgreSQL there. To reach a running 'abplatform up', run from "
+            "its folder or set ABPLATFORM_HOME to its state folder (or DATABASE_URL).",
+            highlight=False,
+        )
+    return resolve_url(settings)
 
 
 @contextmanager

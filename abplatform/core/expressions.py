@@ -192,16 +192,41 @@ class _Compiler:
             return (lambda env: sign * inner(env)), "number"
         raise self.fail("this unary operator is not allowed", node)
 
+    def _operator_column(self, node: ast.BinOp) -> str:
+        """ " at column N" of ``node``'s operator (the first character after its left
+        operand that is not a space or a closing parenthesis)."""
+        end = node.left.end_col_offset
+        if end is None:
+            return ""
+        rest = self.text[end:]
+        skipped = len(rest) - len(rest.lstrip(" )"))
+        return f" at column {end + skipped + 1}"
+
     def _binop(self, node: ast.BinOp) -> tuple[Fn, Type]:
         op = _ARITH.get(type(node.op))
+        at = self._operator_column(node)
         if op is None:
-            raise self.fail(f"operator not allowed; allowed: {ALLOWED}", node)
+            raise ExpressionError(
+                f"condition {self.text!r}: operator not allowed{at}; allowed: {ALLOWED}"
+            )
         left, lk = self.compile(node.left)
         right, rk = self.compile(node.right)
         if isinstance(node.op, ast.Add) and lk == rk == "string":
             return (lambda env: left(env) + right(env)), "string"
         if lk != "number" or rk != "number":
-            raise self.fail(f"'{_SYMBOL[type(node.op)]}' needs numbers, got {lk} and {rk}", node)
+            raise ExpressionError(
+                f"condition {self.text!r}: '{_SYMBOL[type(node.op)]}' needs numbers, got {lk} "
+                f"and {rk}{at}"
+            )
+        divisor = node.right
+        if (
+            isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod)
+            and isinstance(divisor, ast.Constant)
+            and divisor.value == 0
+        ):
+            raise ExpressionError(
+                f"condition {self.text!r} divides by the constant 0{at}: every request would fail"
+            )
 
         def arith(env: Env) -> Any:
             try:

@@ -37,6 +37,7 @@ class Command(enum.StrEnum):
     SET_WEIGHTS = "set_weights"
     PROMOTE = "promote"
     STOP = "stop"
+    ROLL_OUT = "roll_out"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ TRANSITIONS: dict[Command, Transition] = {
     Command.SET_WEIGHTS: Transition(_EDITABLE, None, "change weights of"),
     Command.PROMOTE: Transition(_EDITABLE, ExperimentStatus.CONCLUDED, "promote a winner of"),
     Command.STOP: Transition(_EDITABLE, ExperimentStatus.STOPPED, "stop"),
+    Command.ROLL_OUT: Transition(_EDITABLE, ExperimentStatus.RUNNING, "start a safe rollout of"),
 }
 """Every allowed transition; anything not listed here is refused."""
 

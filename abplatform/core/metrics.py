@@ -41,7 +41,9 @@ unit has exactly one 0/1 value it is a proportion.
 
 from __future__ import annotations
 
+import difflib
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -445,6 +447,36 @@ def metric(name: str) -> Metric:
     return BUILTIN_METRICS.get(name) or feedback_metric(name)
 
 
+_BUILTIN_LOOKALIKE = re.compile(r"^(latency|cost_per)_")
+
+
+def check_metric_name(name: str) -> str:
+    """``name`` if it is a built-in metric or can be a feedback metric's name.
+
+    A feedback metric (its values arrive through the router's ``/feedback``) may not look
+    like a built-in one: a name within a typo of a built-in (``error-rate``,
+    ``latency_p96``) or in a built-in's family (``latency_*``, ``cost_per_*``) would
+    otherwise become a feedback metric that never gets data, and a guardrail without
+    data never blocks a decision.
+
+    Raises:
+        ValueError: the name looks like a built-in that does not exist; the message names
+            the closest built-in and lists them all.
+    """
+    if name in BUILTIN_METRICS:
+        return name
+    close = difflib.get_close_matches(name, BUILTIN_METRICS, n=1, cutoff=0.8)
+    if close or _BUILTIN_LOOKALIKE.match(name):
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown metric {name!r}: {hint}built-in metrics are "
+            + ", ".join(BUILTIN_METRICS)
+            + "; any other name is a feedback metric (values sent to /feedback) and may not "
+            "look like a built-in one"
+        )
+    return name
+
+
 __all__ = [
     "BINS",
     "BUILTIN_METRICS",
@@ -465,6 +497,7 @@ __all__ = [
     "PhaseData",
     "Role",
     "VariantData",
+    "check_metric_name",
     "default_guardrails",
     "empty_histogram",
     "feedback_metric",

@@ -98,7 +98,9 @@ _MARGIN_RE = re.compile(r"^\s*([A-Za-z0-9_.:-]+)\s*=\s*\+?([0-9]*\.?[0-9]+)\s*(%
 
 def parse_margin(text: str) -> Margin:
     """``METRIC=10%`` (relative), ``METRIC=1pt`` (absolute percentage points of a rate),
-    ``METRIC=50ms`` or ``METRIC=0.02`` (absolute, metric units).
+    ``METRIC=50ms`` (absolute) or, for a metric that is neither a latency nor a rate,
+    ``METRIC=0.02`` (absolute, in the metric's units). A plain number for a latency or a
+    rate is refused: ``latency_p95=10`` could mean 10 ms or 10%.
 
     Raises:
         InvalidInputError: any other form, or a unit that does not fit the metric.
@@ -110,7 +112,17 @@ def parse_margin(text: str) -> Margin:
             "a rate), METRIC=50ms or METRIC=0.02 (metric units)"
         )
     name, number, suffix = m.group(1), float(m.group(2)), m.group(3)
+    try:
+        catalogue.check_metric_name(name)
+    except ValueError as exc:
+        raise InvalidInputError(f"margin {text!r}: {exc}") from None
     unit = catalogue.metric(name).unit
+    if not suffix and name in catalogue.BUILTIN_METRICS and unit in ("ms", "fraction"):
+        absolute = "ms (absolute)" if unit == "ms" else "pt (absolute, points of a rate)"
+        raise InvalidInputError(
+            f"margin {text!r} has no unit: write {name}={number:g}% (relative) or "
+            f"{name}={number:g}{absolute}"
+        )
     if suffix in ("pt", "ms") and name not in catalogue.BUILTIN_METRICS:
         raise InvalidInputError(
             f"margin {text!r}: {name} is not a built-in metric ("

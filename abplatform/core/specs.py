@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from abplatform.core.errors import InvalidInputError
-from abplatform.core.metrics import DEFAULT_GUARDRAILS, default_guardrails
+from abplatform.core.metrics import DEFAULT_GUARDRAILS, check_metric_name, default_guardrails
 from abplatform.core.routing import hint_fields
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
@@ -182,6 +182,16 @@ class ExperimentSpec(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v)
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _primary(cls, v: str) -> str:
+        return check_metric_name(v)
+
+    @field_validator("guardrails")
+    @classmethod
+    def _guardrails(cls, v: list[str]) -> list[str]:
+        return [check_metric_name(m) for m in v]
 
     @model_validator(mode="after")
     def _fallback_guardrail(self) -> ExperimentSpec:

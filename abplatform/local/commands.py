@@ -21,6 +21,12 @@ def _home() -> Path:
     return get_settings().home
 
 
+def _database_url_set() -> bool:
+    from abplatform.settings import get_settings
+
+    return bool(get_settings().database_url)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -77,6 +83,15 @@ def up(
             + ", ".join([*stack.fal.backend_urls, "abplatform/ab-router"])
             + ")"
         )
+        if _database_url_set():
+            console.print("    database    DATABASE_URL (as set)")
+        else:
+            home = _home().resolve()
+            console.print(
+                f"    database    embedded PostgreSQL in {home / 'pg'}; other terminals: run "
+                f"from {home.parent} or export ABPLATFORM_HOME={home}",
+                highlight=False,
+            )
         console.print("    environment for fal_client clients:")
         for k, v in stack.fal.client_env().items():
             if k.startswith(("FAL_", "SSL_")):

@@ -127,7 +127,7 @@ def create_rollout(
     check_experiment(view)
     plan = plan or RolloutPlan(steps, margins=default_margins(view.fallback_to_control))
     plan = plan.validate()
-    check_transition(name, exp.status, Command.SET_WEIGHTS)
+    check_transition(name, exp.status, Command.ROLL_OUT)
     if (old := store.find(session, exp.id)) is not None:
         raise ConflictError(
             f"experiment '{name}' already has a rollout ({old.status.replace('_', ' ')}); one "

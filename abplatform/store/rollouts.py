@@ -66,10 +66,11 @@ def load(session: Session, exp: Experiment, *, for_update: bool = False) -> Roll
     """
     row = find(session, exp.id, for_update=for_update)
     if row is None:
-        raise NotFoundError(
-            f"experiment '{exp.name}' has no rollout; create one with "
-            f"'abplatform rollout create {exp.name} --steps 5,25,50'"
-        )
+        if exp.status in ("draft", "running"):
+            how = f"create one with 'abplatform rollout create {exp.name} --steps 5,25,50'"
+        else:
+            how = f"it is {exp.status}; a rollout starts from a draft or running experiment"
+        raise NotFoundError(f"experiment '{exp.name}' has no rollout; {how}")
     return row
 
 

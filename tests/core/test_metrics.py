@@ -53,3 +53,24 @@ def test_a_feedback_metric_is_a_proportion_only_when_every_unit_has_one_binary_v
                           "b": VariantData(feedback={"m": many})})  # fmt: skip
     stats = metrics.metric("m").statistics(mixed, ["a", "b"])
     assert isinstance(stats["a"], RatioStatistic) and stats["b"].mean == pytest.approx(5 / 3)
+
+
+@pytest.mark.parametrize("name", ["error_rate", "latency_p95", "thumbs_up", "signup_rate"])
+def test_builtins_and_feedback_names_are_accepted(name: str) -> None:
+    assert metrics.check_metric_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("latency_p96", "did you mean 'latency_p9"),
+        ("error-rate", "did you mean 'error_rate'"),
+        ("latency_p90", "built-in metrics are error_rate"),
+        ("cost_per_image", "may not look like a built-in one"),
+    ],
+)
+def test_a_name_like_a_builtin_is_refused_naming_the_builtins(name: str, says: str) -> None:
+    # A typo of a built-in would become a feedback metric that never gets data, and a
+    # guardrail without data never blocks a decision (found trying the README as a user).
+    with pytest.raises(ValueError, match=says):
+        metrics.check_metric_name(name)

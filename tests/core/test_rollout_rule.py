@@ -55,7 +55,10 @@ def test_margins_parse_and_describe() -> None:
     assert parse_margin("error_rate=1pt").describe() == "error_rate may rise at most 1 point"
     assert parse_margin("thumbs_up=0.05").describe() == "thumbs_up may drop at most 0.05"
     for bad, says in [("p95<10", "must look like"), ("latency_p95=2pt", "points fit rates"),
-                      ("error_rate=5ms", "ms fits latencies")]:  # fmt: skip
+                      ("error_rate=5ms", "ms fits latencies"),
+                      ("latency_p95=10", "has no unit: write latency_p95=10% .* or "
+                                         "latency_p95=10ms"),
+                      ("latency_p96=10%", "did you mean")]:  # fmt: skip
         with pytest.raises(InvalidInputError, match=says):
             parse_margin(bad)
 

@@ -136,6 +136,11 @@ def test_bad_requests_get_a_clear_4xx_and_change_nothing(stack: LocalStack, sdb:
     assert bad_args.status_code == 422 and "arguments" in bad_args.text
     empty_unit = route(stack, "strict", "")
     assert empty_unit.status_code == 422
+    no_target = httpx.post(url, json={"unit_id": "u1", "arguments": ARGS}, timeout=30)
+    assert no_target.status_code == 422 and "neither was given" in no_target.text
+    feedback = {"experiment": "strict", "unit_id": "u1", "metric": "error_rate", "value": 1}
+    builtin = httpx.post(f"{url}feedback", json=feedback, timeout=30)
+    assert builtin.status_code == 422 and "computed from the request log" in builtin.text
     flush(stack)
     assert rows(sdb, view.id) == []  # nothing reached a backend, nothing was logged
 

@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 
 from abplatform import service
 from abplatform.core import routing
-from abplatform.core.errors import ConflictError, InvalidInputError, StaleWriteError
+from abplatform.core.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StaleWriteError,
+)
 from abplatform.core.rollout import RolloutPlan, parse_margin
 from abplatform.core.rollout_decision import RolloutAction
 from abplatform.core.specs import ExperimentSpec, VariantSpec
@@ -204,3 +209,11 @@ def test_bad_rollouts_are_refused_and_change_nothing(session: Session) -> None:
     assert datetime.now(UTC) - rollouts.get_rollout(session, "ramp").step_started_at < timedelta(
         minutes=1
     )
+    service.promote(session, "running", "treatment", actor="ops")
+    with pytest.raises(ConflictError, match="cannot start a safe rollout of experiment "
+                       "'running': it is concluded, and this is allowed only when it is draft "
+                       "or running"):  # fmt: skip
+        rollouts.create_rollout(session, "running", PLAN, actor="ops")
+    session.rollback()
+    with pytest.raises(NotFoundError, match="it is concluded; a rollout starts from a draft"):
+        rollouts.get_rollout(session, "running")
