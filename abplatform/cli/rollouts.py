@@ -155,7 +155,7 @@ def print_rollout(view: RolloutView) -> None:
         f"last decision ({last.get('at', '?')}): [bold]{last['kind']}[/] — "
         f"{escape(last['reason'])}", highlight=False,
     )  # fmt: skip
-    if last.get("next_check_at"):
+    if last.get("next_check_at") and view.status == "ramping":  # paused or ended: no check
         console.print(f"next check: {last['next_check_at']}")
     evidence = last.get("evidence") or {}
     table = Table("guardrail", "margin", "control", "treatment", "regression", "bounds", "verdict")

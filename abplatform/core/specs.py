@@ -292,8 +292,9 @@ def validate_variants(specs: Sequence[VariantSpec], known_apps: Sequence[str] | 
     for v in specs:
         for app in v.apps:
             if app not in known_apps:
+                role = "mirrors to" if v.shadow and app == v.shadow.app else "uses"
                 raise InvalidInputError(
-                    f"variant '{v.key}' uses unknown backend app id '{app}'; known: "
+                    f"variant '{v.key}' {role} unknown backend app id '{app}'; known: "
                     f"{', '.join(known_apps)} (set ABPLATFORM_BACKEND_APPS to add more)"
                 )
 
