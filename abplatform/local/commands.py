@@ -6,13 +6,16 @@ live here, beside them, and the CLI's composition root registers them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from abplatform.cli.common import console, err_console, fail
 from abplatform.service.database import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from abplatform.local.stack import LocalStack
 
 
 def _home() -> Path:
@@ -29,6 +32,40 @@ def _database_url_set() -> bool:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _print_stack(stack: LocalStack) -> None:
+    """What ``up`` started and how to reach it: router, dashboard, gateway, database."""
+    assert stack.fal is not None
+    console.print(
+        f"[bold green]up[/]  router      {', '.join(stack.router_urls)}  (POST /, POST "
+        "/feedback; any runner)"
+    )
+    if stack.dashboard_url:
+        console.print(f"    dashboard   {stack.dashboard_url}")
+        if stack.generated_password:
+            console.print(
+                f"    operator password (this session): {stack.generated_password}  "
+                "(set ABPLATFORM_OPERATOR_PASSWORD to choose one)"
+            )
+    console.print(
+        f"    fal gateway {stack.fal.queue_url}  (app ids: "
+        + ", ".join([*stack.fal.backend_urls, "abplatform/ab-router"])
+        + ")"
+    )
+    if _database_url_set():
+        console.print("    database    DATABASE_URL (as set)")
+    else:
+        home = _home().resolve()
+        console.print(
+            f"    database    embedded PostgreSQL in {home / 'pg'}; other terminals: run "
+            f"from {home.parent} or export ABPLATFORM_HOME={home}",
+            highlight=False,
+        )
+    console.print("    environment for fal_client clients:")
+    for k, v in stack.fal.client_env().items():
+        if k.startswith(("FAL_", "SSL_")):
+            console.print(f"      export {k}={v}", highlight=False)
 
 
 def up(
@@ -66,36 +103,7 @@ def up(
         fail(str(exc), code=3)
         raise
     try:
-        assert stack.fal is not None
-        console.print(
-            f"[bold green]up[/]  router      {', '.join(stack.router_urls)}  (POST /, POST "
-            "/feedback; any runner)"
-        )
-        if stack.dashboard_url:
-            console.print(f"    dashboard   {stack.dashboard_url}")
-            if stack.generated_password:
-                console.print(
-                    f"    operator password (this session): {stack.generated_password}  "
-                    "(set ABPLATFORM_OPERATOR_PASSWORD to choose one)"
-                )
-        console.print(
-            f"    fal gateway {stack.fal.queue_url}  (app ids: "
-            + ", ".join([*stack.fal.backend_urls, "abplatform/ab-router"])
-            + ")"
-        )
-        if _database_url_set():
-            console.print("    database    DATABASE_URL (as set)")
-        else:
-            home = _home().resolve()
-            console.print(
-                f"    database    embedded PostgreSQL in {home / 'pg'}; other terminals: run "
-                f"from {home.parent} or export ABPLATFORM_HOME={home}",
-                highlight=False,
-            )
-        console.print("    environment for fal_client clients:")
-        for k, v in stack.fal.client_env().items():
-            if k.startswith(("FAL_", "SSL_")):
-                console.print(f"      export {k}={v}", highlight=False)
+        _print_stack(stack)
         console.print("Ctrl-C to stop.")
         while (dead := stack.dead_services()) == []:
             time.sleep(1)
