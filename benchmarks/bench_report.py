@@ -143,15 +143,21 @@ def _r(runs: list[float]) -> list[float]:
     return np.round(runs, 2).tolist()
 
 
+def open_data(rows: int) -> tuple[database.Database, str]:
+    """The benchmark database under :data:`HOME` (embedded PostgreSQL, migrated) and the
+    name of its experiment with ``rows`` logged requests (made on first use)."""
+    HOME.mkdir(parents=True, exist_ok=True)
+    db = database.make_database(start_embedded_postgres(HOME))
+    upgrade(db.url)
+    return db, ensure_data(db, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    HOME.mkdir(parents=True, exist_ok=True)
-    db = database.make_database(start_embedded_postgres(HOME))
-    upgrade(db.url)
-    name = ensure_data(db, args.rows)
+    db, name = open_data(args.rows)
 
     def report() -> object:
         with db.sessions() as s:

@@ -18,12 +18,9 @@ from datetime import UTC, datetime
 from abplatform import service
 from abplatform.core.rollout import RolloutPlan, RolloutState, default_margins
 from abplatform.core.rollout_decision import evaluate
-from abplatform.local.postgres import start_embedded_postgres
 from abplatform.service.reports import build_report
-from abplatform.store import connection as database
 from abplatform.store import queries
-from abplatform.store.migrate import upgrade
-from benchmarks.bench_report import HOME, _r, console, ensure_data, timed
+from benchmarks.bench_report import _r, console, open_data, timed
 
 
 def main() -> None:
@@ -31,10 +28,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    HOME.mkdir(parents=True, exist_ok=True)
-    db = database.make_database(start_embedded_postgres(HOME))
-    upgrade(db.url)
-    name = ensure_data(db, args.rows)
+    db, name = open_data(args.rows)
     plan = RolloutPlan(steps=(50.0, 60.0), min_duration_s=0, margins=default_margins(False))
 
     def controller_evaluation() -> object:

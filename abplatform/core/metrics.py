@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -450,6 +451,14 @@ def metric(name: str) -> Metric:
 _BUILTIN_LOOKALIKE = re.compile(r"^(latency|cost_per)_")
 
 
+@functools.lru_cache(maxsize=1024)
+def _resembles_builtin(name: str) -> tuple[bool, str | None]:
+    """Whether ``name`` looks like a built-in, and the closest one (cached: the router's
+    ``/feedback`` checks every metric name it receives, and the names are few)."""
+    close = difflib.get_close_matches(name, BUILTIN_METRICS, n=1, cutoff=0.8)
+    return bool(close or _BUILTIN_LOOKALIKE.match(name)), close[0] if close else None
+
+
 def check_metric_name(name: str) -> str:
     """``name`` if it is a built-in metric or can be a feedback metric's name.
 
@@ -465,9 +474,9 @@ def check_metric_name(name: str) -> str:
     """
     if name in BUILTIN_METRICS:
         return name
-    close = difflib.get_close_matches(name, BUILTIN_METRICS, n=1, cutoff=0.8)
-    if close or _BUILTIN_LOOKALIKE.match(name):
-        hint = f"did you mean {close[0]!r}? " if close else ""
+    looks_like, close = _resembles_builtin(name)
+    if looks_like:
+        hint = f"did you mean {close!r}? " if close else ""
         raise ValueError(
             f"unknown metric {name!r}: {hint}built-in metrics are "
             + ", ".join(BUILTIN_METRICS)

@@ -326,14 +326,9 @@ class UnitOutcome(Base):
     all_binary: Mapped[bool] = mapped_column(Boolean)
 
 
-class CallTotal(Base):
-    """Rollup: sums of one slice of calls (:data:`abplatform.core.metrics.CALL_COLUMNS`):
-    the requests of a route rule (``kind`` "request", per served app and experiment), the
-    steps of a pipeline variant ("step") and the shadow calls of a mirroring variant
-    ("shadow"). 0 / '' stand for "none" in the keys (a route's request outside any
-    experiment has experiment, phase and variant 0; a step has route 0 and rule '')."""
-
-    __tablename__ = "call_totals"
+class _CallSlice:
+    """The key of a slice of calls (:data:`abplatform.store.rollups.CALL_KEYS`), shared by
+    the call rollups: experiment, phase, variant, route, rule, kind, step and app."""
 
     experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     phase_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -343,6 +338,17 @@ class CallTotal(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     app_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class CallTotal(_CallSlice, Base):
+    """Rollup: sums of one slice of calls (:data:`abplatform.core.metrics.CALL_COLUMNS`):
+    the requests of a route rule (``kind`` "request", per served app and experiment), the
+    steps of a pipeline variant ("step") and the shadow calls of a mirroring variant
+    ("shadow"). 0 / '' stand for "none" in the keys (a route's request outside any
+    experiment has experiment, phase and variant 0; a step has route 0 and rule '')."""
+
+    __tablename__ = "call_totals"
+
     calls: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
     rejected: Mapped[int] = mapped_column(BigInteger)
@@ -360,20 +366,12 @@ class CallTotal(Base):
     __table_args__ = (Index("ix_call_totals_route", "route_id"),)
 
 
-class CallLatencyBucket(Base):
+class CallLatencyBucket(_CallSlice, Base):
     """Rollup: latency histogram (buckets of :class:`abplatform.core.stats.LatencyBins`)
     of the successful calls of each slice of :class:`CallTotal`."""
 
     __tablename__ = "call_latency_buckets"
 
-    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    phase_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    variant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    route_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
-    app_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
 
