@@ -165,18 +165,36 @@ class BatchWriter:
             True if nothing is left (feedback still waiting for its request row aside).
         """
         deadline = time.monotonic() + timeout_s
-        while self._requests or self._outcomes or self.spool_files():
-            if not await self._step() and time.monotonic() < deadline:
-                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
+        while True:
+            while self._requests or self._outcomes or self.spool_files():
+                if not await self._step() and time.monotonic() < deadline:
+                    await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+                if time.monotonic() >= deadline:
+                    break
+            # The loop may hold a batch it took from the buffer: wait for its write (a
+            # failed one puts its rows back, and they are written above).
+            if not await self._settled(deadline) or time.monotonic() >= deadline:
                 break
-        return not (self._requests or self._outcomes or self.spool_files())
+            if not (self._requests or self._outcomes or self.spool_files()):
+                break
+        return not (self._requests or self._outcomes or self.spool_files() or self._lock.locked())
+
+    async def _settled(self, deadline: float) -> bool:
+        """Wait until no batch is being written (or until ``deadline``; then False)."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())), self._lock:
+                return True
+        except TimeoutError:
+            return False
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Stop the loop, drain the buffer within ``timeout_s``, spool what is left."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
+            # Cancelling the loop mid-write would lose the batch it holds if that write
+            # failed: let it finish first (within the time given).
+            await self._settled(time.monotonic() + timeout_s)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
